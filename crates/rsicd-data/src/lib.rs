@@ -4,10 +4,15 @@
 //! the Hugging Face `SiglipImageProcessor` used by PaliGemma (PIL bicubic, `x/127.5 - 1`), with big_vision's
 //! bilinear+antialias as an option; see `docs/data.md`.
 pub mod checksum;
+pub mod dataset;
 pub mod decode;
 pub mod error;
+pub mod formats;
 pub mod preprocess;
 pub mod resize;
+pub mod split;
 
+pub use dataset::{Counts, Dataset, Format, Item, LoadOptions};
 pub use error::DataError;
 pub use preprocess::{ImagePreprocessor, Resample};
+pub use split::Split;
