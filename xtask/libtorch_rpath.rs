@@ -13,8 +13,9 @@ fn main() {
         // the checkout moves or the link is removed.
         let lib = std::fs::canonicalize(&lib).map(|p| p.display().to_string()).unwrap_or(lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        // `libtorch.so` itself lists `libtorch_cuda.so` (when the wheel has CUDA) as NEEDED, so keeping it linked
+        // keeps CUDA loaded.
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-Wl,--copy-dt-needed-entries");
         println!("cargo:rustc-link-arg=-ltorch");
     }
 }

@@ -1,1 +1,34 @@
-//! paligemma
+//! PaliGemma v1: SigLIP vision tower -> linear projector -> Gemma decoder, with the prefix-LM attention pattern.
+//!
+//! - `config`: `PaliGemmaConfig` from HF `config.json`, named constructors for paligemma-3b-pt-224/448/896, `tiny()`.
+//! - `segment` / `sequence`: the one sequence builder `[image x N][bos][prefix]["\n"][suffix][eos]` with explicit
+//!   segment ids (image, soft prompt, prefix, suffix, pad) from which masks, positions and labels all derive.
+//! - `model`: the composition, a training forward that computes logits only at supervised positions, and the loss.
+//! - `generate`: greedy and beam search with a KV cache, batched with left padding.
+//! - `names` / `load`: HF checkpoints under the hub names and the transformers 5.x names, strict loading.
+//! - `tokenizer`: the HF `tokenizer.json`, checked against the config.
+//!
+//! Follows transformers 5.23 `models/paligemma/modeling_paligemma.py` and `processing_paligemma.py`, and big_vision
+//! `models/proj/paligemma/paligemma.py`; `paligemma-architecture.md` has the math.
+mod config;
+mod error;
+pub mod generate;
+mod load;
+mod model;
+pub mod names;
+mod segment;
+mod sequence;
+mod tokenizer;
+
+pub use config::PaliGemmaConfig;
+pub use error::PaliGemmaError;
+pub use generate::{generate, GenerationConfig};
+pub use load::{load, LoadOptions, Loaded};
+pub use model::{LossOutput, LossReduction, PaliGemma};
+pub use segment::Segment;
+pub use sequence::{collate, Batch, PadSide, Sequence, SequenceLayout, SoftPromptPlacement};
+pub use tokenizer::PaliGemmaTokenizer;
+
+pub use weights::DType;
+
+pub type Result<T> = std::result::Result<T, PaliGemmaError>;

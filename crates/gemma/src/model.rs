@@ -1,0 +1,124 @@
+//! The Gemma body (`GemmaModel`: embeddings, layers, final norm, tied head) and a standalone causal LM.
+use crate::{
+    attention_mask, positions, DecoderLayer, GemmaConfig, GemmaError, KvCache, RmsNorm, Rope,
+};
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+use weights::{Checkpoint, DType, KeyMapping, ParamInit};
+
+#[derive(Debug)]
+pub struct Gemma {
+    pub embed_tokens: Tensor,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    pub rope: Rope,
+    pub config: GemmaConfig,
+}
+
+impl Gemma {
+    /// Variables `embed_tokens.weight`, `layers.N.*`, `norm.weight` under `path` (HF `GemmaModel` names).
+    pub fn new(path: nn::Path, cfg: &GemmaConfig, init: ParamInit) -> Result<Self, GemmaError> {
+        cfg.validate()?;
+        let embed_tokens = path.sub("embed_tokens").var(
+            "weight",
+            &[cfg.vocab_size, cfg.hidden_size],
+            init.matrix(),
+        );
+        let lp = path.sub("layers");
+        let layers =
+            (0..cfg.num_hidden_layers).map(|i| DecoderLayer::new(lp.sub(i), cfg, init)).collect();
+        let norm = RmsNorm::new(path.sub("norm"), cfg.hidden_size, cfg.rms_norm_eps, init);
+        let rope = Rope::new(cfg.head_dim, cfg.rope_theta(), path.device());
+        Ok(Self { embed_tokens, layers, norm, rope, config: cfg.clone() })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.embed_tokens.kind()
+    }
+
+    /// `sqrt(hidden_size)`, rounded to the activation dtype first (45.25 in bf16), as transformers and big_vision do.
+    pub fn embed_scale(&self) -> Tensor {
+        Tensor::from((self.config.hidden_size as f64).sqrt() as f32)
+            .to_kind(self.kind())
+            .to_device(self.embed_tokens.device())
+    }
+
+    /// Scaled token embeddings `E[ids] * sqrt(hidden)`, `[B, L, D]`.
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.embed_tokens, ids, -1, false, false) * self.embed_scale()
+    }
+
+    /// Runs the decoder on input embeddings `xs [B, L, D]`. `ar`/`valid` `[B, T]` describe the whole sequence
+    /// including what the cache already holds (see `attention_mask`); returns the final-normed hidden states.
+    pub fn forward_embeds(
+        &self,
+        xs: &Tensor,
+        ar: &Tensor,
+        valid: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Tensor {
+        let q_len = xs.size()[1];
+        let mask = attention_mask(ar, valid, q_len);
+        let pos = positions(valid, q_len);
+        let rope = self.rope.tables(&pos, xs.kind());
+        let mut h = xs.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            h = layer.forward_t(&h, &rope, &mask, layer_cache, train);
+        }
+        self.norm.forward(&h)
+    }
+
+    /// Tied output head: `h E^T`, in the activation dtype (callers upcast for the loss).
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear::<Tensor>(&self.embed_tokens, None)
+    }
+}
+
+/// `GemmaForCausalLM` for standalone Gemma checkpoints (`model.*` + an optional tied `lm_head.weight`).
+#[derive(Debug)]
+pub struct GemmaForCausalLM {
+    pub model: Gemma,
+}
+
+impl GemmaForCausalLM {
+    pub fn new(path: nn::Path, cfg: &GemmaConfig, init: ParamInit) -> Result<Self, GemmaError> {
+        Ok(Self { model: Gemma::new(path, cfg, init)? })
+    }
+
+    /// Loads `config.json` + safetensors. `dtype: None` keeps the stored dtype.
+    pub fn load(
+        dir: &Path,
+        dtype: Option<DType>,
+        device: Device,
+    ) -> Result<(nn::VarStore, Self), GemmaError> {
+        let cfg = GemmaConfig::from_file(&dir.join("config.json"))?;
+        let ckpt = Checkpoint::open(dir)?;
+        let kind = match dtype {
+            Some(d) => d.kind(),
+            None => ckpt.float_kind()?,
+        };
+        let mut vs = nn::VarStore::new(device);
+        vs.set_kind(kind);
+        let lm = Self::new(vs.root(), &cfg, ParamInit::Empty)?;
+        weights::load_into(&vs, &ckpt, causal_lm_key)?;
+        Ok((vs, lm))
+    }
+
+    /// Causal LM logits for `ids [B, L]` with `attention_mask [B, L]` (1 = token, 0 = padding).
+    pub fn forward(&self, ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let valid = attention_mask.to_kind(Kind::Bool);
+        let ar = valid.ones_like().to_kind(Kind::Int64);
+        let h = self.model.forward_embeds(&self.model.embed(ids), &ar, &valid, None, false);
+        self.model.logits(&h)
+    }
+}
+
+/// Maps a `GemmaForCausalLM` checkpoint key to the body's variable names; the tied head is not a parameter.
+pub fn causal_lm_key(key: &str) -> KeyMapping {
+    if key == "lm_head.weight" || key.ends_with("rotary_emb.inv_freq") {
+        return KeyMapping::Ignore;
+    }
+    KeyMapping::Var(key.strip_prefix("model.").unwrap_or(key).to_string())
+}

@@ -1,0 +1,177 @@
+//! `Linear`: `x W^T + b` with an optional LoRA adapter that can be merged into `W` and taken out again.
+use crate::LoraError;
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+use weights::ParamInit;
+
+/// LoRA hyper-parameters, with peft's names.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoraConfig {
+    pub r: i64,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+impl LoraConfig {
+    pub fn scaling(&self) -> f64 {
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
+    }
+
+    fn validate(&self) -> Result<(), LoraError> {
+        if self.r <= 0 {
+            return Err(LoraError::Config(format!("r must be positive, got {}", self.r)));
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return Err(LoraError::Config(format!(
+                "lora_dropout must be in [0, 1), got {}",
+                self.lora_dropout
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Adapter {
+    /// `[r, in]`, peft's `lora_A.weight`.
+    a: Tensor,
+    /// `[out, r]`, peft's `lora_B.weight`.
+    b: Tensor,
+    scaling: f64,
+    dropout: f64,
+    merged: bool,
+}
+
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    adapter: Option<Adapter>,
+}
+
+impl Linear {
+    /// `weight [out, in]` (+ `bias [out]`) under `path`, as `nn.Linear` names them.
+    pub fn new(path: nn::Path, in_dim: i64, out_dim: i64, bias: bool, init: ParamInit) -> Self {
+        let weight = path.var("weight", &[out_dim, in_dim], init.matrix());
+        let bias = bias.then(|| path.var("bias", &[out_dim], init.zeros()));
+        Self { weight, bias, adapter: None }
+    }
+
+    pub fn in_dim(&self) -> i64 {
+        self.weight.size()[1]
+    }
+
+    pub fn out_dim(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    /// Adds a LoRA adapter whose `lora_A.weight` / `lora_B.weight` live under `path` (normally in a separate,
+    /// trainable `VarStore`, so the frozen base and the adapter are saved and optimised independently). The adapter
+    /// is f32 whatever the base dtype.
+    pub fn add_lora(&mut self, path: nn::Path, cfg: &LoraConfig) -> Result<(), LoraError> {
+        cfg.validate()?;
+        if self.adapter.is_some() {
+            return Err(LoraError::AlreadyAdapted(format!(
+                "{:?}",
+                path.components().collect::<Vec<_>>()
+            )));
+        }
+        if path.kind() != Kind::Float {
+            return Err(LoraError::Config(format!(
+                "adapters are trained in f32, but their VarStore is {:?}",
+                path.kind()
+            )));
+        }
+        let (out_dim, in_dim) = (self.out_dim(), self.in_dim());
+        // kaiming_uniform_(a=sqrt(5)) on [r, in]: bound = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + 5)).
+        let bound = (1.0 / 3.0f64).sqrt() * (3.0 / in_dim as f64).sqrt();
+        let a = path.sub("lora_A").var(
+            "weight",
+            &[cfg.r, in_dim],
+            Init::Uniform { lo: -bound, up: bound },
+        );
+        let b = path.sub("lora_B").var("weight", &[out_dim, cfg.r], Init::Const(0.0));
+        self.adapter = Some(Adapter {
+            a,
+            b,
+            scaling: cfg.scaling(),
+            dropout: cfg.lora_dropout,
+            merged: false,
+        });
+        Ok(())
+    }
+
+    pub fn has_lora(&self) -> bool {
+        self.adapter.is_some()
+    }
+
+    /// The adapter's `(lora_A, lora_B)` tensors.
+    pub fn lora_weights(&self) -> Option<(&Tensor, &Tensor)> {
+        self.adapter.as_ref().map(|a| (&a.a, &a.b))
+    }
+
+    pub fn is_merged(&self) -> bool {
+        self.adapter.as_ref().is_some_and(|a| a.merged)
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.forward_t(xs, false)
+    }
+
+    /// `train` enables LoRA dropout.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let ys = xs.linear(&self.weight, self.bias.as_ref());
+        match &self.adapter {
+            Some(ad) if !ad.merged => {
+                let x32 = xs.to_kind(ad.a.kind()).dropout(ad.dropout, train);
+                let update =
+                    x32.linear::<Tensor>(&ad.a, None).linear::<Tensor>(&ad.b, None) * ad.scaling;
+                ys + update.to_kind(xs.kind())
+            }
+            _ => ys,
+        }
+    }
+
+    /// Folds the adapter into the base weight (computed in f32, then cast to the base dtype) for export and fast
+    /// inference. Forward afterwards uses the base weight only.
+    pub fn merge(&mut self) -> Result<(), LoraError> {
+        let delta = self.delta("merge")?;
+        let ad = self.adapter.as_mut().expect("checked by delta");
+        if !ad.merged {
+            tch::no_grad(|| {
+                let merged = self.weight.to_kind(Kind::Float) + delta;
+                self.weight.copy_(&merged);
+            });
+            ad.merged = true;
+        }
+        Ok(())
+    }
+
+    /// Takes a merged adapter out of the base weight again.
+    pub fn unmerge(&mut self) -> Result<(), LoraError> {
+        let delta = self.delta("unmerge")?;
+        let ad = self.adapter.as_mut().expect("checked by delta");
+        if ad.merged {
+            tch::no_grad(|| {
+                let unmerged = self.weight.to_kind(Kind::Float) - delta;
+                self.weight.copy_(&unmerged);
+            });
+            ad.merged = false;
+        }
+        Ok(())
+    }
+
+    fn delta(&self, what: &'static str) -> Result<Tensor, LoraError> {
+        let ad = self.adapter.as_ref().ok_or(LoraError::NoAdapter(what))?;
+        Ok(tch::no_grad(|| {
+            ad.b.to_kind(Kind::Float).matmul(&ad.a.to_kind(Kind::Float)) * ad.scaling
+        }))
+    }
+}

@@ -1,0 +1,231 @@
+//! Caption generation: greedy and beam search, with or without a KV cache, batched with left padding.
+//!
+//! Semantics follow transformers 5.23 `GenerationMixin` so that ids match it exactly: the prompt (image + prefix) is
+//! prefilled with the bidirectional prefix mask, each generated token joins the causal suffix, generation stops at
+//! `<eos>` or after `max_new_tokens`, finished rows of a greedy batch are fed `<pad>`, and beam search is the
+//! vectorised algorithm of `_beam_search` (2K candidates per step, length-normalised finished hypotheses, the
+//! default `early_stopping=False` heuristic). Without cache the whole sequence is re-run at every step, which must
+//! (and is tested to) give the same ids.
+use crate::{collate, PadSide, PaliGemma, Segment, Sequence};
+use gemma::KvCache;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    /// 1 = greedy.
+    pub num_beams: usize,
+    pub use_cache: bool,
+    /// Exponent of the length normalisation of finished beams (transformers' default 1.0).
+    pub length_penalty: f64,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self { max_new_tokens: 32, num_beams: 1, use_cache: true, length_penalty: 1.0 }
+    }
+}
+
+/// Generates a continuation for each prompt (sequences built without a suffix) with the given images
+/// (`pixel_values [B, 3, H, W]`) and optional soft prompt. Returns, per prompt, the generated ids up to and
+/// including `<eos>` (all `max_new_tokens` ids when it never came).
+pub fn generate(
+    model: &PaliGemma,
+    prompts: &[Sequence],
+    pixel_values: &Tensor,
+    soft_prompt: Option<&Tensor>,
+    cfg: &GenerationConfig,
+) -> Vec<Vec<i64>> {
+    if prompts.is_empty() || cfg.max_new_tokens == 0 {
+        return vec![vec![]; prompts.len()];
+    }
+    tch::no_grad(|| {
+        let batch =
+            collate(prompts, PadSide::Left, model.config.pad_token_id).to_device(model.device());
+        let feats = model.image_features(&pixel_values.to_device(model.device()));
+        let mut state = State {
+            model,
+            ids: batch.ids,
+            segments: batch.segments,
+            feats,
+            soft: soft_prompt.map(|s| s.shallow_clone()),
+            cache: cfg.use_cache.then(|| KvCache::new(model.language_model.layers.len())),
+        };
+        if cfg.num_beams <= 1 {
+            greedy(&mut state, cfg)
+        } else {
+            beam_search(&mut state, cfg)
+        }
+    })
+}
+
+/// Everything one decoding step needs; rows are batch rows (times beams).
+struct State<'a> {
+    model: &'a PaliGemma,
+    ids: Tensor,
+    segments: Tensor,
+    feats: Tensor,
+    soft: Option<Tensor>,
+    cache: Option<KvCache>,
+}
+
+impl State<'_> {
+    /// Next-token logits `[rows, V]` (f32) for the current sequences. With a cache, only the positions the cache
+    /// has not seen yet are run.
+    fn logits(&mut self) -> Tensor {
+        let t = self.ids.size()[1];
+        let seen = self.cache.as_ref().map_or(0, KvCache::len);
+        let xs = if seen == 0 {
+            self.model.embed(&self.ids, &self.segments, Some(&self.feats), self.soft.as_ref())
+        } else {
+            self.model.language_model.embed(&self.ids.narrow(1, seen, t - seen))
+        };
+        let h = self.model.decode_step(&xs, &self.segments, self.cache.as_mut());
+        let last = h.narrow(1, h.size()[1] - 1, 1).squeeze_dim(1);
+        self.model.language_model.logits(&last).to_kind(Kind::Float)
+    }
+
+    /// Appends one generated token per row (`tokens [rows]`) to the causal suffix.
+    fn push(&mut self, tokens: &Tensor) {
+        let rows = self.ids.size()[0];
+        self.ids = Tensor::cat(&[&self.ids, &tokens.view([rows, 1])], 1);
+        let seg = Tensor::full([rows, 1], Segment::Suffix.id(), (Kind::Int64, self.ids.device()));
+        self.segments = Tensor::cat(&[&self.segments, &seg], 1);
+    }
+
+    /// Keeps row `index[i]` as new row i (beam reordering and expansion).
+    fn select_rows(&mut self, index: &Tensor) {
+        self.ids = self.ids.index_select(0, index);
+        self.segments = self.segments.index_select(0, index);
+        self.feats = self.feats.index_select(0, index);
+        if let Some(s) = &self.soft {
+            if s.dim() == 3 {
+                self.soft = Some(s.index_select(0, index));
+            }
+        }
+        if let Some(c) = &mut self.cache {
+            c.reorder(index);
+        }
+    }
+}
+
+fn greedy(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
+    let rows = state.ids.size()[0];
+    let (eos, pad) = (state.model.config.eos_token_id, state.model.config.pad_token_id);
+    let mut out = vec![vec![]; rows as usize];
+    let mut finished = vec![false; rows as usize];
+    for step in 0..cfg.max_new_tokens {
+        let next: Vec<i64> = Vec::try_from(state.logits().argmax(-1, false)).expect("ids");
+        let mut fed = next.clone();
+        for (r, &tok) in next.iter().enumerate() {
+            if finished[r] {
+                fed[r] = pad;
+            } else {
+                out[r].push(tok);
+                finished[r] = tok == eos;
+            }
+        }
+        if finished.iter().all(|&f| f) || step + 1 == cfg.max_new_tokens {
+            break;
+        }
+        state.push(&Tensor::from_slice(&fed).to_device(state.ids.device()));
+    }
+    out
+}
+
+fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
+    let dev = state.ids.device();
+    let b = state.ids.size()[0];
+    let k = cfg.num_beams as i64;
+    let max_new = cfg.max_new_tokens as i64;
+    let keep = 2 * k; // transformers: max(2, 1 + n_eos) * num_beams with one eos id
+    let (eos, pad) = (state.model.config.eos_token_id, state.model.config.pad_token_id);
+    let f32 = (Kind::Float, dev);
+    let neg = -1.0e9;
+
+    // Prefill once per prompt, then give every beam its copy.
+    let first = state.logits();
+    let expand = Tensor::arange(b, (Kind::Int64, dev)).repeat_interleave_self_int(k, 0, None);
+    state.select_rows(&expand);
+    let mut logits = first.index_select(0, &expand);
+
+    let mut running_seqs = Tensor::full([b, k, max_new], pad, (Kind::Int64, dev));
+    let mut running_scores = Tensor::zeros([b, k], f32);
+    let _ = running_scores.narrow(1, 1, k - 1).fill_(neg);
+    let mut seqs = running_seqs.copy();
+    let mut beam_scores = Tensor::full([b, k], neg, f32);
+    let mut is_finished = Tensor::zeros([b, k], (Kind::Bool, dev));
+    let mut unsatisfied = Tensor::ones([b, 1], (Kind::Bool, dev));
+    let top_k_mask = Tensor::arange(keep, (Kind::Int64, dev)).lt(k).unsqueeze(0);
+
+    for cur in 0..max_new {
+        let vocab = logits.size()[1];
+        let log_probs =
+            logits.log_softmax(-1, Kind::Float).view([b, k, vocab]) + running_scores.unsqueeze(-1);
+        let (topk_lp, topk_idx) = log_probs.reshape([b, k * vocab]).topk(keep, 1, true, true);
+        let beam = topk_idx.divide_scalar_mode(vocab, "floor");
+        let tokens = topk_idx.remainder(vocab);
+        let topk_seqs = gather_beams(&running_seqs, &beam);
+        let _ = topk_seqs.select(2, cur).copy_(&tokens);
+        let hits = tokens.eq(eos);
+        let hits = if cur + 1 >= max_new { hits.ones_like() } else { hits };
+
+        // Best K candidates that have not just finished continue.
+        let lp_running = &topk_lp + hits.to_kind(Kind::Float) * neg;
+        let next = lp_running.topk(k, 1, true, true).1;
+        running_seqs = gather_beams(&topk_seqs, &next);
+        running_scores = lp_running.gather(1, &next, false);
+        let running_beam = beam.gather(1, &next, false);
+
+        // Candidates among the top K that just finished compete with the finished hypotheses so far.
+        let did_finish = hits.logical_and(&top_k_mask);
+        let scored = &topk_lp / ((cur + 1) as f64).powf(cfg.length_penalty)
+            + unsatisfied.logical_not().to_kind(Kind::Float) * neg
+            + did_finish.logical_not().to_kind(Kind::Float) * neg;
+        let merged_scores = Tensor::cat(&[&beam_scores, &scored], 1);
+        let best = merged_scores.topk(k, 1, true, true).1;
+        seqs = gather_beams(&Tensor::cat(&[&seqs, &topk_seqs], 1), &best);
+        beam_scores = merged_scores.gather(1, &best, false);
+        is_finished = Tensor::cat(&[&is_finished, &did_finish], 1).gather(1, &best, false);
+
+        // Early-stop heuristic (early_stopping=False): stop once no running beam can beat the worst finished one.
+        let generated = cur + 1;
+        let best_possible =
+            running_scores.narrow(1, 0, 1) / (generated as f64).powf(cfg.length_penalty);
+        let worst = beam_scores.min_dim(1, true).0.where_scalarother(&is_finished, neg);
+        unsatisfied = unsatisfied.logical_and(&best_possible.gt_tensor(&worst).any_dim(1, true));
+        let any_open = bool::try_from(unsatisfied.any()).expect("bool");
+        let all_hit = bool::try_from(hits.all()).expect("bool");
+        if !any_open || all_hit || generated == max_new {
+            break;
+        }
+        let rows =
+            (Tensor::arange(b, (Kind::Int64, dev)).unsqueeze(1) * k + running_beam).view([-1]);
+        state.select_rows(&rows);
+        state.push(&running_seqs.select(2, cur).reshape([-1]));
+        logits = state.logits();
+    }
+
+    (0..b)
+        .map(|i| {
+            let row: Vec<i64> = Vec::try_from(seqs.get(i).get(0)).expect("ids");
+            match row.iter().position(|&t| t == eos) {
+                Some(p) => row[..=p].to_vec(),
+                None => row,
+            }
+        })
+        .collect()
+}
+
+/// `t [B, K, ...]` gathered along the beam axis by `index [B, K']`.
+fn gather_beams(t: &Tensor, index: &Tensor) -> Tensor {
+    let (b, kk) = index.size2().expect("[B, K]");
+    let rest = t.size()[2..].to_vec();
+    let mut shape = vec![b, kk];
+    shape.extend(&rest);
+    let mut idx = index.shallow_clone();
+    for _ in &rest {
+        idx = idx.unsqueeze(-1);
+    }
+    t.gather(1, &idx.expand(&shape, false), false)
+}
