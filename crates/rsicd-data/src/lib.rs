@@ -10,9 +10,12 @@ pub mod error;
 pub mod formats;
 pub mod preprocess;
 pub mod resize;
+pub mod sampler;
 pub mod split;
+pub mod validate;
 
 pub use dataset::{Counts, Dataset, Format, Item, LoadOptions};
 pub use error::DataError;
 pub use preprocess::{ImagePreprocessor, Resample};
+pub use sampler::{Cursor, EvalSet, Sample, TrainSampler};
 pub use split::Split;
