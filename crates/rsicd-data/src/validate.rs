@@ -218,7 +218,8 @@ pub fn validate(ds: &Dataset, opts: &ValidateOptions) -> ValidationReport {
         c.add(Check::NoImages, || ds.notes.first().cloned().unwrap_or_default());
     } else {
         // Per item: Ok(Some(size)) decoded, Ok(None) exists (not decoded), Err((check, message)).
-        let results: Vec<Result<Option<(u32, u32)>, (Check, String)>> = ds
+        type ImageCheck = Result<Option<(u32, u32)>, (Check, String)>;
+        let results: Vec<ImageCheck> = ds
             .items
             .par_iter()
             .map(|item| {
