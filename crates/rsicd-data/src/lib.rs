@@ -13,6 +13,7 @@ pub mod preprocess;
 pub mod resize;
 pub mod sampler;
 pub mod split;
+pub mod synth;
 pub mod validate;
 
 pub use dataset::{Counts, Dataset, Format, Item, LoadOptions};
