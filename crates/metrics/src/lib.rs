@@ -70,18 +70,60 @@ pub struct Options {
 }
 
 /// Scores hypotheses against references: `refs` and `hyps` must have the same image ids; each image needs
-/// at least one reference. Images are evaluated in id order.
+/// at least one reference. Images are evaluated in id order. For repeated evaluations (every epoch of a
+/// training run) keep an [`Evaluator`], which reuses the METEOR jar process.
 pub fn evaluate(
     refs: &BTreeMap<String, Vec<String>>,
     hyps: &BTreeMap<String, String>,
     options: &Options,
 ) -> Result<Report> {
-    let samples = corpus::pair(refs, hyps)?;
-    evaluate_samples(&samples, options)
+    Evaluator::new(options.clone()).evaluate(refs, hyps)
 }
 
-/// Scores a corpus given in an explicit order (the order only affects the last bits of the means).
+/// Scores a corpus given in an explicit order: pycocoevalcap's order (the images of a COCO annotation
+/// file, in file order) reproduces its tokenization, and its sums to the last bit.
 pub fn evaluate_samples(samples: &[Sample<'_>], options: &Options) -> Result<Report> {
+    Evaluator::new(options.clone()).evaluate_samples(samples)
+}
+
+/// Evaluates corpora with fixed options, keeping the METEOR jar process (several seconds to start) and
+/// the native METEOR data loaded between calls. Safe to share between threads.
+pub struct Evaluator {
+    options: Options,
+    meteor: meteor::MeteorEngine,
+}
+
+impl Evaluator {
+    pub fn new(options: Options) -> Self {
+        let meteor = meteor::MeteorEngine::new(options.meteor, options.meteor_jar.clone());
+        Evaluator { options, meteor }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// See [`evaluate`].
+    pub fn evaluate(
+        &self,
+        refs: &BTreeMap<String, Vec<String>>,
+        hyps: &BTreeMap<String, String>,
+    ) -> Result<Report> {
+        let samples = corpus::pair(refs, hyps)?;
+        self.evaluate_samples(&samples)
+    }
+
+    /// See [`evaluate_samples`].
+    pub fn evaluate_samples(&self, samples: &[Sample<'_>]) -> Result<Report> {
+        score(samples, &self.options, &self.meteor)
+    }
+}
+
+fn score(
+    samples: &[Sample<'_>],
+    options: &Options,
+    meteor_engine: &meteor::MeteorEngine,
+) -> Result<Report> {
     let prepared = corpus::prepare(samples, options.tokenization)?;
     if let DfSource::External(df) = &options.cider_df {
         if df.images() == 0 {
@@ -91,8 +133,7 @@ pub fn evaluate_samples(samples: &[Sample<'_>], options: &Options) -> Result<Rep
     let bleu = bleu::bleu(&prepared.images);
     let rouge = rouge::rouge(&prepared.images);
     let cider = cider::cider(&prepared.images, &prepared.vocab, &options.cider_df);
-    let meteor =
-        meteor::compute(&prepared.refs, &prepared.hyps, options.meteor, &options.meteor_jar)?;
+    let meteor = meteor_engine.score(&prepared.refs, &prepared.hyps)?;
     let (meteor_corpus, meteor_per_image, meteor_kind) = match meteor {
         Some(m) => (Some(m.corpus), Some(m.per_image), m.kind),
         None => (None, None, MeteorKind::Skipped),

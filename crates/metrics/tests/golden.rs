@@ -105,26 +105,53 @@ fn ptb_tokenization_equals_the_jar_on_golden_sets() {
     }
 }
 
+/// One jar process for all sets (it takes seconds to start), fed what pycocoevalcap feeds it.
 #[test]
 fn meteor_jar_matches_golden_sets() {
     let Some(g) = golden() else { return };
     if common::meteor_jar("meteor_jar_matches_golden_sets").is_none() {
         return;
     }
+    let engine = metrics::meteor::MeteorEngine::new(MeteorMode::Exact, Default::default());
     for (name, set) in g.as_object().unwrap() {
         let (refs, hyps, tokenization) = inputs(set);
-        let opts = Options { tokenization, meteor: MeteorMode::Exact, ..Options::default() };
-        let r = evaluate(&refs, &hyps, &opts).unwrap();
-        assert!(matches!(r.meteor, metrics::MeteorKind::Exact { .. }));
-        common::close(&format!("{name} METEOR"), r.corpus.meteor.unwrap(), f(&set["METEOR"]), 1e-6);
-        for (i, img) in r.per_image.iter().enumerate() {
-            let want = f(&set["per_image"]["METEOR"][i]);
+        let (ref_lists, hyp_list): (Vec<Vec<String>>, Vec<String>) = match tokenization {
+            Tokenization::Ptb => {
+                let flat: Vec<&str> = refs.values().flatten().map(String::as_str).collect();
+                let mut tok = metrics::ptb::tokenize_captions(&flat).into_iter();
+                let r = refs.values().map(|v| tok.by_ref().take(v.len()).collect()).collect();
+                let h: Vec<&str> = hyps.values().map(String::as_str).collect();
+                (r, metrics::ptb::tokenize_captions(&h))
+            }
+            Tokenization::Pretokenized => {
+                (refs.values().cloned().collect(), hyps.values().cloned().collect())
+            }
+        };
+        let m = engine.score(&ref_lists, &hyp_list).unwrap().unwrap();
+        assert!(matches!(m.kind, metrics::MeteorKind::Exact { .. }));
+        common::close(&format!("{name} METEOR"), m.corpus, f(&set["METEOR"]), 1e-6);
+        for (i, (id, got)) in refs.keys().zip(&m.per_image).enumerate() {
             common::close(
-                &format!("{name} {} METEOR", img.image_id),
-                img.scores.meteor.unwrap(),
-                want,
+                &format!("{name} {id} METEOR"),
+                *got,
+                f(&set["per_image"]["METEOR"][i]),
                 1e-6,
             );
         }
+    }
+}
+
+#[test]
+fn native_meteor_on_golden_sets() {
+    let Some(g) = golden() else { return };
+    for (name, set) in g.as_object().unwrap() {
+        let (refs, hyps, tokenization) = inputs(set);
+        let opts = Options { tokenization, meteor: MeteorMode::Approximate, ..Options::default() };
+        let r = evaluate(&refs, &hyps, &opts).unwrap();
+        assert_eq!(r.meteor.label(), "METEOR (approx)");
+        let (got, want) = (r.corpus.meteor.unwrap(), f(&set["METEOR"]));
+        eprintln!("{name}: native METEOR {got:.6}, official {want:.6} ({})", r.meteor.describe());
+        // On these sets the native value loses credit only where the jar finds a paraphrase (set 3).
+        assert!(got <= want + 1e-12 && got > want - 0.2, "{name}: {got} vs {want}");
     }
 }

@@ -130,6 +130,11 @@ impl MeteorJar {
         Ok(MeteorJar { jar: jar.to_path_buf(), child, stdin, stdout, stderr })
     }
 
+    /// The jar this process runs.
+    pub fn jar(&self) -> &Path {
+        &self.jar
+    }
+
     fn fail(&mut self, what: &str) -> MetricsError {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -171,7 +176,7 @@ impl MeteorJar {
         assert_eq!(refs.len(), hyps.len());
         let lines: Vec<String> = refs.iter().zip(hyps).map(|(r, h)| score_line(r, h)).collect();
         // Write on a separate thread while reading here, so neither pipe can fill up and deadlock.
-        let mut stdin = self.stdin.take().expect("score_corpus runs once per process");
+        let mut stdin = self.stdin.take().expect("stdin is returned after every call");
         let writer = std::thread::spawn(move || -> std::io::Result<ChildStdin> {
             let mut w = std::io::BufWriter::new(&mut stdin);
             for l in &lines {

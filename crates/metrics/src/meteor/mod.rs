@@ -4,10 +4,17 @@
 //! Reference: caption-metrics.md §A.6. See [`jar`] for the exact path, [`stats`] for the score formula
 //! shared by both paths.
 
+pub mod aligner;
 pub mod jar;
+pub mod native;
+pub mod normalize;
+pub mod resources;
 pub mod stats;
+pub mod stemmer;
+pub mod synonyms;
 
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::{MetricsError, Result};
 
@@ -78,32 +85,112 @@ pub struct JarConfig {
     pub java: Option<PathBuf>,
 }
 
-pub(crate) fn compute(
-    refs: &[Vec<String>],
-    hyps: &[String],
-    mode: MeteorMode,
-    cfg: &JarConfig,
-) -> Result<Option<MeteorScores>> {
-    match mode {
-        MeteorMode::Skip => Ok(None),
-        MeteorMode::Exact => exact(refs, hyps, cfg).map(Some),
-        MeteorMode::Approximate => Err(MetricsError::MeteorJarNotFound {
-            reason: "the native approximation is not available in this build".into(),
-        }),
-        MeteorMode::Auto => match exact(refs, hyps, cfg) {
-            Ok(s) => Ok(Some(s)),
-            Err(MetricsError::MeteorJarNotFound { .. } | MetricsError::JavaNotStarted { .. }) => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
-    }
+/// The native approximation, with the jar's function words, prefixes and synonyms when the jar exists.
+pub fn native_meteor(cfg: &JarConfig) -> Result<native::NativeMeteor> {
+    let resources = match jar::locate_jar(cfg.jar.as_deref()) {
+        Ok(jar) => resources::Resources::from_jar(&jar)?,
+        Err(_) => resources::Resources::builtin(),
+    };
+    Ok(native::NativeMeteor::new(resources))
 }
 
-fn exact(refs: &[Vec<String>], hyps: &[String], cfg: &JarConfig) -> Result<MeteorScores> {
-    let jar = jar::locate_jar(cfg.jar.as_deref())?;
-    let java = jar::java_command(cfg.java.as_deref());
-    let mut process = jar::MeteorJar::start(&java, &jar)?;
-    let (per_image, corpus, _) = process.score_corpus(refs, hyps)?;
-    Ok(MeteorScores { corpus, per_image, kind: MeteorKind::Exact { jar } })
+/// Computes METEOR for successive corpora, keeping the jar process (whose start loads a 61 MB
+/// paraphrase table, several seconds) and the native resources alive between calls.
+pub struct MeteorEngine {
+    mode: MeteorMode,
+    cfg: JarConfig,
+    jar: Mutex<Option<jar::MeteorJar>>,
+    /// Why the jar cannot be used (in `Auto` mode the approximation is used from then on).
+    jar_unavailable: Mutex<Option<String>>,
+    native: OnceLock<native::NativeMeteor>,
+}
+
+impl MeteorEngine {
+    pub fn new(mode: MeteorMode, cfg: JarConfig) -> Self {
+        MeteorEngine {
+            mode,
+            cfg,
+            jar: Mutex::new(None),
+            jar_unavailable: Mutex::new(None),
+            native: OnceLock::new(),
+        }
+    }
+
+    /// METEOR of one corpus (tokenized references and hypotheses), or `None` when skipped.
+    pub fn score(&self, refs: &[Vec<String>], hyps: &[String]) -> Result<Option<MeteorScores>> {
+        match self.mode {
+            MeteorMode::Skip => Ok(None),
+            MeteorMode::Exact => self.exact(refs, hyps).map(Some),
+            MeteorMode::Approximate => self.approximate(refs, hyps, "requested".into()).map(Some),
+            MeteorMode::Auto => {
+                if let Some(why) = self.jar_unavailable.lock().unwrap().clone() {
+                    return self.approximate(refs, hyps, why).map(Some);
+                }
+                match self.exact(refs, hyps) {
+                    Ok(s) => Ok(Some(s)),
+                    Err(
+                        e @ (MetricsError::MeteorJarNotFound { .. }
+                        | MetricsError::JavaNotStarted { .. }),
+                    ) => {
+                        let why = format!("exact METEOR unavailable: {e}");
+                        *self.jar_unavailable.lock().unwrap() = Some(why.clone());
+                        self.approximate(refs, hyps, why).map(Some)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn exact(&self, refs: &[Vec<String>], hyps: &[String]) -> Result<MeteorScores> {
+        let mut guard = self.jar.lock().unwrap();
+        if guard.is_none() {
+            let jar = jar::locate_jar(self.cfg.jar.as_deref())?;
+            let java = jar::java_command(self.cfg.java.as_deref());
+            *guard = Some(jar::MeteorJar::start(&java, &jar)?);
+        }
+        let process = guard.as_mut().expect("started above");
+        match process.score_corpus(refs, hyps) {
+            Ok((per_image, corpus, _)) => Ok(MeteorScores {
+                corpus,
+                per_image,
+                kind: MeteorKind::Exact { jar: process.jar().to_path_buf() },
+            }),
+            Err(e) => {
+                // A failed process is not reused; the next call starts a fresh one.
+                *guard = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn native(&self) -> Result<&native::NativeMeteor> {
+        if let Some(n) = self.native.get() {
+            return Ok(n);
+        }
+        let n = native_meteor(&self.cfg)?;
+        Ok(self.native.get_or_init(|| n))
+    }
+
+    fn approximate(
+        &self,
+        refs: &[Vec<String>],
+        hyps: &[String],
+        why: String,
+    ) -> Result<MeteorScores> {
+        let native = self.native()?;
+        let (per_image, corpus, _) = native.score_corpus(refs, hyps);
+        let data = match &native.resources().source {
+            Some(jar) => format!("function words and WordNet from {}", jar.display()),
+            None => "built-in function words, no synonym data (no METEOR jar found)".into(),
+        };
+        Ok(MeteorScores {
+            corpus,
+            per_image,
+            kind: MeteorKind::Approximate {
+                modules: native.modules(),
+                reason: format!("{why}; {data}"),
+            },
+        })
+    }
 }

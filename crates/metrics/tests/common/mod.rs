@@ -62,3 +62,47 @@ pub fn close(what: &str, got: f64, want: f64, tol: f64) {
         (got - want).abs()
     );
 }
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
+}
+
+/// The RSICD test corpus of `rsicd_test_reference.json`: (image id, raw references, raw hypothesis, kind)
+/// in the fixture's order (the annotation file's order, as pycocoevalcap scored it).
+pub fn rsicd_test_corpus(shared: &Path) -> Vec<(String, Vec<String>, String, String)> {
+    let f = fixture("rsicd_test_reference.json");
+    let ann =
+        read_json(&shared.join("data/remote-sensing").join(f["annotations"].as_str().unwrap()));
+    let refs: std::collections::HashMap<&str, Vec<String>> = ann["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|im| im["split"] == "test")
+        .map(|im| {
+            let caps = im["sentences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["raw"].as_str().unwrap().to_string());
+            (im["filename"].as_str().unwrap(), caps.collect())
+        })
+        .collect();
+    f["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|im| {
+            let id = im["id"].as_str().unwrap();
+            let r = refs
+                .get(id)
+                .unwrap_or_else(|| panic!("{id} is not a test image of the annotations"))
+                .clone();
+            (
+                id.to_string(),
+                r,
+                im["hypothesis"].as_str().unwrap().to_string(),
+                im["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
