@@ -109,8 +109,9 @@ impl PaliGemmaConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let err = |msg: String| PaliGemmaError::File { path: path.to_path_buf(), msg };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let cfg: Self =
-            serde_json::from_str(&text).map_err(|e| err(format!("not a PaliGemma config: {e}")))?;
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let cfg: Self = serde_path_to_error::deserialize(de)
+            .map_err(|e| err(format!("key `{}`: {}", e.path(), e.inner())))?;
         cfg.validate().map_err(|e| err(e.to_string()))?;
         Ok(cfg)
     }
