@@ -21,6 +21,10 @@ pub enum DataError {
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
 
+    /// A download failed; `message` says why and what to do (credentials, retry, checksum).
+    #[error("download {url}: {message}")]
+    Download { url: String, message: String },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -6,6 +6,7 @@
 pub mod checksum;
 pub mod dataset;
 pub mod decode;
+pub mod download;
 pub mod eda;
 pub mod error;
 pub mod formats;
