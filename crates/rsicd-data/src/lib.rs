@@ -3,6 +3,7 @@
 //! It hands the trainer plain buffers (CHW `f32` pixels, caption strings, ids). Image preprocessing follows
 //! the Hugging Face `SiglipImageProcessor` used by PaliGemma (PIL bicubic, `x/127.5 - 1`), with big_vision's
 //! bilinear+antialias as an option; see `docs/data.md`.
+pub mod cache;
 pub mod checksum;
 pub mod dataset;
 pub mod decode;
