@@ -1,7 +1,7 @@
 //! Dataset validation, run by `cargo xtask validate` and before training.
 //!
 //! Problems found (user-pitfalls 16, 17, 20): missing or unreadable images, duplicate filenames, images with no
-//! captions, empty or whitespace-only captions, captions holding PaliGemma special tokens (`<image>`, `<bos>`,
+//! captions, empty captions (nothing but spaces and punctuation: RSICD has three `" ."`), captions holding PaliGemma special tokens (`<image>`, `<bos>`,
 //! `<loc0001>`, `<seg042>`, … which would corrupt the sequence layout), unknown splits, images with fewer than
 //! 5 distinct captions (RSICD's repeated sentences), and unexpected image sizes. Each problem kind has a count
 //! and the first examples, with the annotation location to fix.
@@ -52,7 +52,7 @@ impl Check {
             Check::UnreadableImage => "image file cannot be decoded",
             Check::DuplicateFilename => "filename listed more than once",
             Check::NoCaptions => "image without captions",
-            Check::EmptyCaption => "empty or whitespace-only caption",
+            Check::EmptyCaption => "empty caption (no letters or digits, e.g. \" .\")",
             Check::SpecialToken => "caption holds a special token",
             Check::UnknownSplit => "split is not train/val/test",
             Check::FewDistinctCaptions => "image with fewer distinct captions than expected",
@@ -187,7 +187,7 @@ pub fn validate(ds: &Dataset, opts: &ValidateOptions) -> ValidationReport {
             c.add(Check::NoCaptions, || format!("{} ({at})", item.filename));
         }
         for (k, cap) in item.captions.iter().enumerate() {
-            if cap.trim().is_empty() {
+            if !cap.chars().any(char::is_alphanumeric) {
                 c.add(Check::EmptyCaption, || {
                     format!("{} caption {k} ({at}): {cap:?}", item.filename)
                 });
@@ -198,7 +198,13 @@ pub fn validate(ds: &Dataset, opts: &ValidateOptions) -> ValidationReport {
                 });
             }
         }
-        let distinct: HashSet<&str> = item.captions.iter().map(|s| s.trim()).collect();
+        // Distinct in the EDA's normal form (case and punctuation ignored), empty captions not counted.
+        let distinct: HashSet<String> = item
+            .captions
+            .iter()
+            .map(|s| crate::eda::words(s).join(" "))
+            .filter(|s| !s.is_empty())
+            .collect();
         if !item.captions.is_empty() && distinct.len() < opts.min_distinct_captions {
             c.add(Check::FewDistinctCaptions, || {
                 format!(

@@ -19,7 +19,7 @@ fn every_problem_kind_is_found_and_counted() {
     let json = format!(
         r#"{{"images":[
  {{"filename":"a.png","split":"train","sentences":{five}}},
- {{"filename":"b.png","split":"valid","sentences":[{{"raw":"same ."}},{{"raw":"same ."}},{{"raw":"  "}},{{"raw":"a <image> token"}},{{"raw":"box <loc0042>"}}]}},
+ {{"filename":"b.png","split":"valid","sentences":[{{"raw":"same ."}},{{"raw":"same ."}},{{"raw":"  "}},{{"raw":" ."}},{{"raw":"a <image> token"}},{{"raw":"box <loc0042>"}}]}},
  {{"filename":"c.png","split":"restval","sentences":{five}}},
  {{"filename":"a.png","split":"test","sentences":{five}}},
  {{"filename":"missing.png","split":"train","sentences":{five}}},
@@ -31,12 +31,12 @@ fn every_problem_kind_is_found_and_counted() {
     let r = validate(&ds, &ValidateOptions::default());
     assert_eq!(r.count(Check::DuplicateFilename), 1);
     assert_eq!(r.count(Check::UnknownSplit), 1);
-    assert_eq!(r.count(Check::EmptyCaption), 1);
+    assert_eq!(r.count(Check::EmptyCaption), 2);
     assert_eq!(r.count(Check::SpecialToken), 2);
     assert_eq!(r.count(Check::NoCaptions), 1);
     assert_eq!(r.count(Check::MissingImage), 1);
     assert_eq!(r.count(Check::UnreadableImage), 1);
-    // b.png has 4 distinct captions (the two "same ." collapse); broken.png has none (counted as NoCaptions).
+    // b.png has 3 distinct non-empty captions ("same ." twice); broken.png has none (counted as NoCaptions).
     assert_eq!(r.count(Check::FewDistinctCaptions), 1);
     // Most common size is 90x64 (a, b, a again); c.png is 50x50.
     assert_eq!(r.count(Check::UnexpectedImageSize), 1);
@@ -51,7 +51,7 @@ fn every_problem_kind_is_found_and_counted() {
     assert!(ex(Check::MissingImage).contains("missing.png (images[4])"));
     assert!(ex(Check::UnreadableImage).contains("broken.png"));
     assert!(ex(Check::UnexpectedImageSize).contains("c.png: 50x50, expected 90x64"));
-    assert_eq!(r.errors(), 1 + 1 + 1 + 2 + 1 + 1 + 1);
+    assert_eq!(r.errors(), 1 + 1 + 2 + 2 + 1 + 1 + 1);
 
     // Expected size given explicitly: every image that is not 50x50 is flagged.
     let r = validate(&ds, &ValidateOptions { expected_size: Some((50, 50)), ..Default::default() });
@@ -66,4 +66,29 @@ fn text_only_dataset_says_images_were_not_checked() {
     assert_eq!(r.count(Check::NoImages), 1);
     assert_eq!(r.count(Check::MissingImage), 0);
     assert_eq!(r.errors(), 0, "{:?}", r.findings);
+}
+
+#[test]
+fn real_rsicd_annotations_have_three_empty_captions() {
+    // Independently: python -c "...re.findall(r'[^\W_]+', raw)..." finds bridge_218, parking_211, bridge_59.
+    let Some(rs) = common::remote_sensing() else { return };
+    let ds = Dataset::load(&rs.join("RSICD/annotations/dataset_rsicd_reconstructed.json"), None)
+        .unwrap();
+    let r = validate(&ds, &ValidateOptions { decode_images: false, ..Default::default() });
+    assert_eq!(r.count(Check::EmptyCaption), 3);
+    let ex =
+        r.findings.iter().find(|f| f.check == Check::EmptyCaption).unwrap().examples.join(" | ");
+    assert!(
+        ex.contains("bridge_218.jpg")
+            && ex.contains("parking_211.jpg")
+            && ex.contains("bridge_59.jpg"),
+        "{ex}"
+    );
+    assert_eq!(
+        r.count(Check::DuplicateFilename)
+            + r.count(Check::UnknownSplit)
+            + r.count(Check::SpecialToken),
+        0
+    );
+    assert_eq!(r.count(Check::MissingImage), 10_921 - 52);
 }

@@ -1,0 +1,345 @@
+//! Dataset commands: `validate`, `eda`, `synth`, `download` (and `bench data`, in `data_bench.rs`).
+//! They run on the `rsicd-data` crate and need no libtorch.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rsicd_data::download::{self, Auth, DownloadOptions, Expect, Outcome, SOURCES};
+use rsicd_data::validate::{validate, Severity, ValidateOptions};
+use rsicd_data::{Dataset, Format, LoadOptions};
+
+// `cargo xtask bench data` dispatches here (the `bench` command lives in main.rs).
+#[allow(unused_imports)]
+pub use crate::data_bench::bench;
+
+#[derive(Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// Annotation file (Karpathy/COCO .json, RISCM captions.csv, HF .parquet) or a folder holding one.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Force the format instead of detecting it: karpathy, riscm-csv, coco, hf-parquet.
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Image folder; by default images/, resized/, imgs/ or ../images/ next to the annotation file.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+}
+
+impl DatasetArgs {
+    pub fn load(&self) -> Result<Dataset> {
+        let opts = LoadOptions { format: self.format, image_dir: self.images.clone() };
+        let ds = Dataset::load_with(&self.dataset, &opts)?;
+        eprintln!(
+            "loaded {} ({}): {} images, {} captions",
+            ds.annotation_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ds.format.name(),
+            ds.items.len(),
+            ds.caption_count()
+        );
+        for note in &ds.notes {
+            eprintln!("note: {note}");
+        }
+        Ok(ds)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a dataset: missing/unreadable images, duplicates, empty captions, special tokens, splits, sizes.
+    Validate {
+        #[command(flatten)]
+        data: DatasetArgs,
+        /// Exit with status 1 if any error-level problem is found (CI, before training).
+        #[arg(long)]
+        strict: bool,
+        /// Only check that image files exist; do not decode them.
+        #[arg(long)]
+        no_decode: bool,
+        /// Expected image size, e.g. 224x224 (default: flag sizes that differ from the most common one).
+        #[arg(long, value_parser = parse_size)]
+        expect_size: Option<(u32, u32)>,
+        /// Minimum number of distinct captions per image.
+        #[arg(long, default_value_t = 5)]
+        min_distinct: usize,
+        /// Also write the full report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Exploratory data analysis: stats.json, plots (PNG and SVG) and report.html in --out.
+    Eda {
+        #[command(flatten)]
+        data: DatasetArgs,
+        /// HF tokenizer.json: caption lengths in tokens, the number that decides sequence length.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Images decoded at most for image statistics (evenly spaced).
+        #[arg(long, default_value_t = 2000)]
+        max_images: usize,
+    },
+    /// Render a deterministic synthetic aerial dataset (Karpathy JSON + PNGs), the training demo's data.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of images (split 80/10/10).
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+    },
+    /// Download a known dataset (see --list), or any file with --url and --sha256. Resumable and verified.
+    Download {
+        /// Known source name: rsicd, ucm-captions, sydney-captions, riscm.
+        name: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Any URL (a mirror); the file name is taken from the URL unless --file-name is given.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        file_name: Option<String>,
+        /// Expected SHA-256 (hex) for --url.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Kaggle dataset `<owner>/<dataset>` (for riscm, or any Kaggle dataset).
+        #[arg(long)]
+        kaggle: Option<String>,
+        /// List the known sources and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) =
+        s.split_once(['x', 'X']).ok_or_else(|| format!("expected WxH, e.g. 224x224, got {s:?}"))?;
+    Ok((
+        w.parse().map_err(|_| format!("bad width in {s:?}"))?,
+        h.parse().map_err(|_| format!("bad height in {s:?}"))?,
+    ))
+}
+
+pub fn run(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Validate { data, strict, no_decode, expect_size, min_distinct, json } => {
+            run_validate(&data, strict, no_decode, expect_size, min_distinct, json.as_deref())
+        }
+        Command::Eda { data, tokenizer, out, max_images } => {
+            crate::data_eda::run(&data, tokenizer.as_deref(), &out, max_images)
+        }
+        Command::Synth { out, n, seed, size } => {
+            let t = std::time::Instant::now();
+            let s = rsicd_data::synth::generate(&out, n, seed, size)?;
+            println!(
+                "wrote {} synthetic {}x{} images (seed {}) and {} in {:.1}s",
+                s.images,
+                s.size,
+                s.size,
+                s.seed,
+                s.annotation.display(),
+                t.elapsed().as_secs_f32()
+            );
+            Ok(0)
+        }
+        Command::Download { name, out, url, file_name, sha256, kaggle, list } => {
+            run_download(name.as_deref(), out, url, file_name, sha256, kaggle, list)
+        }
+    }
+}
+
+fn run_validate(
+    data: &DatasetArgs,
+    strict: bool,
+    no_decode: bool,
+    expect_size: Option<(u32, u32)>,
+    min_distinct: usize,
+    json: Option<&Path>,
+) -> Result<i32> {
+    let ds = data.load()?;
+    let t = std::time::Instant::now();
+    let opts = ValidateOptions {
+        decode_images: !no_decode,
+        expected_size: expect_size,
+        min_distinct_captions: min_distinct,
+        max_examples: 5,
+    };
+    let report = validate(&ds, &opts);
+    println!(
+        "\n{} images, {} captions; {} images checked{} in {:.1}s",
+        report.images,
+        report.captions,
+        report.images_checked,
+        if no_decode { " (existence only)" } else { " (decoded)" },
+        t.elapsed().as_secs_f32()
+    );
+    if !report.image_sizes.is_empty() {
+        let sizes: Vec<String> =
+            report.image_sizes.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        println!("image sizes: {}", sizes.join(", "));
+    }
+    if report.findings.is_empty() {
+        println!("no problems found");
+    } else {
+        println!("\n{:<8} {:>7}  problem", "severity", "count");
+        for f in &report.findings {
+            let sev = if f.severity == Severity::Error { "error" } else { "warning" };
+            println!("{:<8} {:>7}  {}", sev, f.count, f.description);
+            for e in &f.examples {
+                println!("{:<17}- {e}", "");
+            }
+        }
+    }
+    if let Some(path) = json {
+        write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("\nreport written to {}", path.display());
+    }
+    let errors = report.errors();
+    println!("\n{errors} errors, {} warnings", report.warnings());
+    if strict && errors > 0 {
+        eprintln!("validation failed (--strict): fix the errors above");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// Writes through a temporary file and a rename, so a failed write never leaves a truncated file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn byte_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn fetch(url: &str, dest: &Path, expect: &Expect, auth: Option<(String, String)>) -> Result<()> {
+    let bar = byte_bar();
+    bar.set_message(dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let progress = |done: u64, total: Option<u64>| {
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    };
+    let on_retry = |m: &str| bar.println(format!("warning: {m}"));
+    let opts = DownloadOptions {
+        retries: 5,
+        backoff: Duration::from_secs(2),
+        basic_auth: auth,
+        progress: Some(&progress),
+        on_retry: Some(&on_retry),
+    };
+    let outcome = download::download(url, dest, expect, &opts);
+    bar.finish_and_clear();
+    match outcome? {
+        Outcome::AlreadyPresent { sha256 } => {
+            println!("{} already present (sha256 {sha256})", dest.display())
+        }
+        Outcome::Downloaded { bytes, sha256, resumed_from } => {
+            let resumed = if resumed_from > 0 {
+                format!(", resumed at {resumed_from} bytes")
+            } else {
+                String::new()
+            };
+            let verified = if expect.sha256.is_some() {
+                "verified"
+            } else {
+                "not pinned; pin it with --sha256"
+            };
+            println!("{}: {bytes} bytes{resumed}, sha256 {sha256} ({verified})", dest.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_download(
+    name: Option<&str>,
+    out: Option<PathBuf>,
+    url: Option<String>,
+    file_name: Option<String>,
+    sha256: Option<String>,
+    kaggle: Option<String>,
+    list: bool,
+) -> Result<i32> {
+    if list || (name.is_none() && url.is_none() && kaggle.is_none()) {
+        println!("{:<16} {:<8} files  description", "name", "auth");
+        for s in SOURCES {
+            let auth = if s.auth == Auth::Kaggle { "kaggle" } else { "none" };
+            println!("{:<16} {:<8} {:>5}  {}", s.name, auth, s.files.len(), s.description);
+            println!("{:<32}{}", "", s.notes);
+        }
+        println!("\nany file: cargo xtask download --url <url> --sha256 <hex> --out <dir>");
+        return Ok(if list { 0 } else { 2 });
+    }
+    let out = out.context("--out <dir> is required")?;
+    if let Some(url) = url {
+        let name = file_name
+            .or_else(|| {
+                url.rsplit('/').next().map(|s| s.split('?').next().unwrap_or(s).to_string())
+            })
+            .filter(|n| !n.is_empty())
+            .context("cannot take a file name from the URL; pass --file-name")?;
+        if sha256.is_none() {
+            eprintln!("warning: no --sha256 given: the download is checked for completeness but not content");
+        }
+        fetch(&url, &out.join(name), &Expect { size: None, sha256 }, None)?;
+        return Ok(0);
+    }
+    let source = match name {
+        Some(n) => Some(download::source(n).with_context(|| {
+            let names: Vec<&str> = SOURCES.iter().map(|s| s.name).collect();
+            format!("unknown dataset {n:?}; known: {} (or use --url)", names.join(", "))
+        })?),
+        None => None,
+    };
+    let kaggle_slug = match (kaggle.as_deref(), source) {
+        (Some(slug), _) => Some(slug),
+        (None, Some(src)) if src.auth == Auth::Kaggle => {
+            bail!(
+                "{} is on Kaggle and its owner was never recorded: pass --kaggle <owner>/<dataset>",
+                src.name
+            )
+        }
+        _ => None,
+    };
+    if let Some(slug) = kaggle_slug {
+        let url = download::kaggle_url(slug)?;
+        let creds = download::kaggle_credentials()?;
+        let zip = out.join(format!("{}.zip", slug.replace('/', "_")));
+        fetch(&url, &zip, &Expect::default(), Some(creds))?;
+        let files = download::extract_zip(&zip, &out)?;
+        println!("extracted {files} files into {}", out.display());
+        return Ok(0);
+    }
+    let source = source.expect("name given");
+    for f in source.files {
+        let expect = Expect { size: f.size, sha256: f.sha256.map(str::to_string) };
+        fetch(f.url, &out.join(f.file_name), &expect, None)?;
+    }
+    println!("{}\nnext: cargo xtask validate --dataset {}", source.notes, out.display());
+    Ok(0)
+}
