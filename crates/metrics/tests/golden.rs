@@ -141,6 +141,9 @@ fn meteor_jar_matches_golden_sets() {
     }
 }
 
+/// With the jar's data the native METEOR equals the official value wherever the jar finds no paraphrase
+/// (sets 1, 2 and 4) and loses the paraphrase credit on set 3. Without a jar (built-in function words,
+/// no synonyms) it is only checked to stay close, and the distance is printed.
 #[test]
 fn native_meteor_on_golden_sets() {
     let Some(g) = golden() else { return };
@@ -151,7 +154,18 @@ fn native_meteor_on_golden_sets() {
         assert_eq!(r.meteor.label(), "METEOR (approx)");
         let (got, want) = (r.corpus.meteor.unwrap(), f(&set["METEOR"]));
         eprintln!("{name}: native METEOR {got:.6}, official {want:.6} ({})", r.meteor.describe());
-        // On these sets the native value loses credit only where the jar finds a paraphrase (set 3).
-        assert!(got <= want + 1e-12 && got > want - 0.2, "{name}: {got} vs {want}");
+        let with_jar_data = matches!(&r.meteor, metrics::MeteorKind::Approximate { modules, .. } if modules.contains(&"synonym"));
+        if !with_jar_data {
+            // One-image sets are rough without synonyms (set 3: 0.386 vs 0.518); the corpus-level bound is
+            // in tests/rsicd_reference.rs.
+            assert!((got - want).abs() < 0.15, "{name}: {got} vs {want}");
+        } else if name == "set3_single_image" {
+            assert!(
+                got < want - 0.01,
+                "{name}: the paraphrase match should be missing: {got} vs {want}"
+            );
+        } else {
+            common::close(&format!("{name} native METEOR"), got, want, 1e-9);
+        }
     }
 }
