@@ -41,8 +41,7 @@ fn update_merge_and_unmerge() {
     let (_b, _a, mut lin) = layer(Kind::Float);
     let (a, b) = lin.lora_weights().map(|(a, b)| (a.shallow_clone(), b.shallow_clone())).unwrap();
     tch::no_grad(|| {
-        let _ =
-            b.shallow_clone().copy_(&(Tensor::randn([24, 4], (Kind::Float, Device::Cpu)) * 0.5));
+        b.shallow_clone().copy_(&(Tensor::randn([24, 4], (Kind::Float, Device::Cpu)) * 0.5));
     });
     let xs = Tensor::randn([2, 7, 16], (Kind::Float, Device::Cpu));
     let by_hand =
@@ -66,8 +65,7 @@ fn bf16_base_with_f32_adapter() {
     let (_, b) = lin.lora_weights().unwrap();
     assert_eq!(b.kind(), Kind::Float, "adapters train in f32");
     tch::no_grad(|| {
-        let _ =
-            b.shallow_clone().copy_(&(Tensor::randn([24, 4], (Kind::Float, Device::Cpu)) * 0.5));
+        b.shallow_clone().copy_(&(Tensor::randn([24, 4], (Kind::Float, Device::Cpu)) * 0.5));
     });
     let xs = Tensor::randn([2, 3, 16], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
     let y = tch::no_grad(|| lin.forward(&xs));

@@ -166,7 +166,7 @@ fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
         let beam = topk_idx.divide_scalar_mode(vocab, "floor");
         let tokens = topk_idx.remainder(vocab);
         let topk_seqs = gather_beams(&running_seqs, &beam);
-        let _ = topk_seqs.select(2, cur).copy_(&tokens);
+        topk_seqs.select(2, cur).copy_(&tokens);
         let hits = tokens.eq(eos);
         let hits = if cur + 1 >= max_new { hits.ones_like() } else { hits };
 

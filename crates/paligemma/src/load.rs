@@ -37,7 +37,15 @@ pub fn load(dir: &Path, opts: LoadOptions) -> Result<Loaded> {
     let mut vs = nn::VarStore::new(opts.device);
     vs.set_kind(kind);
     let model = PaliGemma::new(vs.root(), &cfg, ParamInit::Empty)?;
-    weights::load_into(&vs, &ckpt, names::paligemma_key)?;
+    let report = weights::load_into(&vs, &ckpt, names::paligemma_key)?;
+    tracing::info!(
+        dir = %dir.display(),
+        tensors = report.loaded,
+        ignored = ?report.ignored,
+        kind = ?kind,
+        image_tokens = cfg.num_image_tokens(),
+        "loaded PaliGemma"
+    );
     Ok(Loaded { vs, model, tokenizer })
 }
 

@@ -1,0 +1,113 @@
+//! The `caption` command end to end on a committed tiny model: output format, agreement with the library, and
+//! clear errors (non-zero exit, no panic) for bad input.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pgrs(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pgrs")).current_dir(root()).args(args).output().unwrap()
+}
+
+#[test]
+fn json_lines_carry_image_caption_and_generated_ids() {
+    let out = pgrs(&[
+        "caption",
+        "--model",
+        "data/fixtures/mha",
+        "--image",
+        "data/fixtures/sample.png",
+        "data/fixtures/sample.png",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        assert_eq!(v["image"], "data/fixtures/sample.png");
+        let ids = v["token_ids"].as_array().unwrap();
+        assert!(!ids.is_empty() && ids.len() <= 6);
+        // ids stop at <eos> (1) if it comes
+        if let Some(p) = ids.iter().position(|i| i == 1) {
+            assert_eq!(p, ids.len() - 1);
+        }
+        assert!(v["caption"].is_string());
+    }
+    assert_eq!(lines[0], lines[1], "same image, same caption (batched rows are independent)");
+}
+
+#[test]
+fn greedy_and_beam_text_output() {
+    for beams in ["1", "3"] {
+        let out = pgrs(&[
+            "caption",
+            "--model",
+            "data/fixtures/gqa-hub",
+            "--image",
+            "data/fixtures/sample.png",
+            "--beams",
+            beams,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("data/fixtures/sample.png\t"), "{text}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["caption", "--model", "data/fixtures/mqa", "--image", "no/such.png"], "no/such.png"),
+        (
+            &["caption", "--model", "data/fixtures/nope", "--image", "data/fixtures/sample.png"],
+            "data/fixtures/nope",
+        ),
+        (
+            &[
+                "caption",
+                "--model",
+                "data/fixtures/mqa",
+                "--image",
+                "data/fixtures/mqa/config.json",
+            ],
+            "config.json",
+        ),
+        (
+            &[
+                "caption",
+                "--model",
+                "data/fixtures/mqa",
+                "--image",
+                "data/fixtures/sample.png",
+                "--dtype",
+                "f64",
+            ],
+            "unsupported dtype",
+        ),
+        (
+            &[
+                "caption",
+                "--model",
+                "data/fixtures/mqa",
+                "--image",
+                "data/fixtures/sample.png",
+                "--device",
+                "tpu",
+            ],
+            "unknown device",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = pgrs(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("error:") && err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
