@@ -42,6 +42,7 @@ fn check_forward(dir: &str, reference: &str) {
         let valid = r.t("attention_mask").to_kind(Kind::Bool).unsqueeze(-1).expand_as(&logits);
         let e = max_abs(&logits.masked_select(&valid), &r.t("logits").masked_select(&valid));
         assert!(e < LOGITS_TOL, "{dir}: logits differ by {e}");
+        eprintln!("{dir}: max abs logits error vs transformers {e:.2e}");
 
         let hidden = model.hidden_t(ids, &seg, px, None, false);
         let loss =
@@ -49,6 +50,7 @@ fn check_forward(dir: &str, reference: &str) {
         let want = r.json["loss"].as_f64().unwrap();
         let got = f64::try_from(&loss.loss).unwrap();
         assert!((got - want).abs() < LOSS_TOL, "{dir}: loss {got} vs HF {want}");
+        eprintln!("{dir}: loss {got:.7} vs transformers {want:.7}");
     });
 }
 
@@ -176,6 +178,7 @@ fn bf16_stays_within_the_reference_drift() {
             e <= 2.0 * hf + 1e-3,
             "{name}: bf16 logits drift {e}, transformers' own bf16 drift is {hf}"
         );
+        eprintln!("{name}: bf16 logits drift {e:.4} (transformers' own: {hf:.4})");
         let hidden = tch::no_grad(|| m.model.hidden_t(ids, &seg, r.t("pixel_values"), None, false));
         let loss =
             m.model.loss_from_hidden(&hidden, r.t("labels"), LossReduction::TokenMean).unwrap();
