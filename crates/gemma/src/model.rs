@@ -13,6 +13,9 @@ pub struct Gemma {
     pub norm: RmsNorm,
     pub rope: Rope,
     pub config: GemmaConfig,
+    /// The activation dtype: the `VarStore` kind at construction. Parameters made trainable inside a bf16 model are
+    /// f32 master copies; activations stay in this dtype.
+    kind: Kind,
 }
 
 impl Gemma {
@@ -29,11 +32,11 @@ impl Gemma {
             (0..cfg.num_hidden_layers).map(|i| DecoderLayer::new(lp.sub(i), cfg, init)).collect();
         let norm = RmsNorm::new(path.sub("norm"), cfg.hidden_size, cfg.rms_norm_eps, init);
         let rope = Rope::new(cfg.head_dim, cfg.rope_theta(), path.device());
-        Ok(Self { embed_tokens, layers, norm, rope, config: cfg.clone() })
+        Ok(Self { embed_tokens, layers, norm, rope, config: cfg.clone(), kind: path.kind() })
     }
 
     pub fn kind(&self) -> Kind {
-        self.embed_tokens.kind()
+        self.kind
     }
 
     /// `sqrt(hidden_size)`, rounded to the activation dtype first (45.25 in bf16), as transformers and big_vision do.
@@ -45,7 +48,7 @@ impl Gemma {
 
     /// Scaled token embeddings `E[ids] * sqrt(hidden)`, `[B, L, D]`.
     pub fn embed(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.embed_tokens, ids, -1, false, false) * self.embed_scale()
+        Tensor::embedding(&self.embed_tokens, ids, -1, false, false).to_kind(self.kind) * self.embed_scale()
     }
 
     /// Runs the decoder on input embeddings `xs [B, L, D]`. `ar`/`valid` `[B, T]` describe the whole sequence
@@ -70,9 +73,9 @@ impl Gemma {
         self.norm.forward(&h)
     }
 
-    /// Tied output head: `h E^T`, in the activation dtype (callers upcast for the loss).
+    /// Tied output head: `h E^T`, in the embedding table's dtype (callers upcast for the loss).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear::<Tensor>(&self.embed_tokens, None)
+        hidden.to_kind(self.embed_tokens.kind()).linear::<Tensor>(&self.embed_tokens, None)
     }
 }
 

@@ -127,7 +127,14 @@ impl Linear {
 
     /// `train` enables LoRA dropout.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = xs.linear(&self.weight, self.bias.as_ref());
+        // A weight made trainable inside a reduced-precision model is kept in f32 (master copy): compute in the
+        // weight's dtype and hand the activation dtype back.
+        let ys = if xs.kind() == self.weight.kind() {
+            xs.linear(&self.weight, self.bias.as_ref())
+        } else {
+            let bias = self.bias.as_ref().map(|b| b.to_kind(self.weight.kind()));
+            xs.to_kind(self.weight.kind()).linear(&self.weight, bias.as_ref()).to_kind(xs.kind())
+        };
         match &self.adapter {
             Some(ad) if !ad.merged => {
                 let x32 = xs.to_kind(ad.a.kind()).dropout(ad.dropout, train);

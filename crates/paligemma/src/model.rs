@@ -10,6 +10,7 @@ use crate::segment::ar_valid;
 use crate::sequence::IGNORE;
 use crate::{Batch, PaliGemmaConfig, PaliGemmaError, Result, Segment};
 use gemma::{Gemma, KvCache};
+use lora::Linear;
 use projector::{Projector, ProjectorConfig};
 use siglip::SiglipVisionModel;
 use tch::{nn, Kind, Reduction, Tensor};
@@ -58,8 +59,54 @@ impl PaliGemma {
         Ok(Self { vision_tower, multi_modal_projector, language_model, config: cfg.clone() })
     }
 
+    /// Assembles a model from separately built parts (the custom SigLIP + projector + Gemma composition). The
+    /// parts' variables must live under the hub prefixes of `names` if the result is to be saved and reloaded.
+    pub fn from_parts(
+        vision_tower: SiglipVisionModel,
+        multi_modal_projector: Projector,
+        language_model: Gemma,
+        config: PaliGemmaConfig,
+    ) -> Self {
+        Self { vision_tower, multi_modal_projector, language_model, config }
+    }
+
     pub fn kind(&self) -> Kind {
         self.language_model.kind()
+    }
+
+    /// Every linear layer with its variable-name prefix (hub names, e.g.
+    /// `language_model.model.layers.3.self_attn.q_proj`), for attaching LoRA adapters by glob.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out: Vec<(String, &mut Linear)> = Vec::new();
+        let v = format!("{}.{}.encoder.layers", VISION[0], VISION[1]);
+        for (i, l) in self.vision_tower.encoder.layers.iter_mut().enumerate() {
+            let a = &mut l.self_attn;
+            out.push((format!("{v}.{i}.self_attn.q_proj"), &mut a.q_proj));
+            out.push((format!("{v}.{i}.self_attn.k_proj"), &mut a.k_proj));
+            out.push((format!("{v}.{i}.self_attn.v_proj"), &mut a.v_proj));
+            out.push((format!("{v}.{i}.self_attn.out_proj"), &mut a.out_proj));
+            out.push((format!("{v}.{i}.mlp.fc1"), &mut l.mlp.fc1));
+            out.push((format!("{v}.{i}.mlp.fc2"), &mut l.mlp.fc2));
+        }
+        match &mut self.multi_modal_projector {
+            Projector::Linear { linear } => out.push((format!("{PROJECTOR}.linear"), linear)),
+            Projector::Mlp { fc1, fc2, .. } => {
+                out.push((format!("{PROJECTOR}.fc1"), fc1));
+                out.push((format!("{PROJECTOR}.fc2"), fc2));
+            }
+        }
+        let t = format!("{}.{}.layers", LANGUAGE[0], LANGUAGE[1]);
+        for (i, l) in self.language_model.layers.iter_mut().enumerate() {
+            let a = &mut l.self_attn;
+            out.push((format!("{t}.{i}.self_attn.q_proj"), &mut a.q_proj));
+            out.push((format!("{t}.{i}.self_attn.k_proj"), &mut a.k_proj));
+            out.push((format!("{t}.{i}.self_attn.v_proj"), &mut a.v_proj));
+            out.push((format!("{t}.{i}.self_attn.o_proj"), &mut a.o_proj));
+            out.push((format!("{t}.{i}.mlp.gate_proj"), &mut l.mlp.gate_proj));
+            out.push((format!("{t}.{i}.mlp.up_proj"), &mut l.mlp.up_proj));
+            out.push((format!("{t}.{i}.mlp.down_proj"), &mut l.mlp.down_proj));
+        }
+        out
     }
 
     pub fn device(&self) -> tch::Device {
