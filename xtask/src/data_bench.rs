@@ -160,7 +160,7 @@ pub fn bench(args: &[String]) -> Result<i32> {
         let rust_1 = rate(paths, seconds, |ps| {
             for p in ps {
                 let img = rsicd_data::decode::decode_file(p).expect("decodes");
-                pre.apply_rgb_into(&rsicd_data::decode::to_rgb8(&img), &mut buf);
+                pre.apply_rgb_into(&rsicd_data::decode::into_rgb8(img), &mut buf);
             }
         });
         let rust_par = rate(paths, seconds, |ps| {
@@ -253,4 +253,20 @@ pub fn bench(args: &[String]) -> Result<i32> {
         println!("\nappended to {}", path.display());
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Runs the benchmark from the test harness until `cargo xtask bench data` is wired in main.rs:
+    /// `BENCH_DATA_ARGS="--seconds 3" cargo test --release -p xtask run_bench_data -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark, minutes; run explicitly"]
+    fn run_bench_data() {
+        let args: Vec<String> = std::env::var("BENCH_DATA_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(super::bench(&args).unwrap(), 0);
+    }
 }

@@ -21,7 +21,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::decode::{decode_bytes, to_rgb8};
+use crate::decode::{decode_bytes, into_rgb8};
 use crate::{DataError, ImagePreprocessor, Item, Resample};
 
 type Key = [u8; 32];
@@ -140,7 +140,7 @@ impl PixelCache {
     fn encode_record(&self, bytes: &[u8], origin: &str) -> Result<Vec<u8>, DataError> {
         let img = decode_bytes(bytes)
             .map_err(|message| DataError::Decode { path: origin.into(), message })?;
-        let rgb = to_rgb8(&img);
+        let rgb = into_rgb8(img);
         Ok(match self.pre.resample {
             Resample::Bicubic => self.pre.resize_u8(&rgb).into_raw(),
             Resample::BilinearAntialias => {

@@ -80,6 +80,14 @@ fn decode_jpeg_libjpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     }
 }
 
+/// Like [`to_rgb8`], but takes ownership so an image that is already RGB8 (every JPEG) is not copied.
+pub fn into_rgb8(img: DynamicImage) -> RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => to_rgb8(&other),
+    }
+}
+
 /// Converts any decoded image to 8-bit RGB as described in the module header.
 pub fn to_rgb8(img: &DynamicImage) -> RgbImage {
     match img {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
 
-use crate::decode::{decode_file, to_rgb8};
+use crate::decode::{decode_file, into_rgb8, to_rgb8};
 use crate::resize::{resize_rgb8, resize_rgb_f32, Filter};
 use crate::DataError;
 
@@ -72,7 +72,9 @@ impl ImagePreprocessor {
 
     /// Decodes (JPEG/PNG/TIFF/WebP, 8/16-bit, RGB/RGBA/gray/palette), converts to RGB, resizes and normalizes.
     pub fn load(&self, path: &Path) -> Result<Vec<f32>, DataError> {
-        Ok(self.apply(&decode_file(path)?))
+        let mut out = vec![0f32; self.len()];
+        self.apply_rgb_into(&into_rgb8(decode_file(path)?), &mut out);
+        Ok(out)
     }
 
     /// Preprocesses an already decoded image.
@@ -129,8 +131,7 @@ impl ImagePreprocessor {
     pub fn load_batch_contiguous(&self, paths: &[PathBuf]) -> Result<Vec<f32>, DataError> {
         let mut buf = vec![0f32; paths.len() * self.len()];
         buf.par_chunks_mut(self.len()).zip(paths.par_iter()).try_for_each(|(out, path)| {
-            let img = decode_file(path)?;
-            self.apply_rgb_into(&to_rgb8(&img), out);
+            self.apply_rgb_into(&into_rgb8(decode_file(path)?), out);
             Ok::<_, DataError>(())
         })?;
         Ok(buf)
