@@ -138,6 +138,19 @@ impl ImagePreprocessor {
     }
 }
 
+impl ImagePreprocessor {
+    /// Preprocesses dataset items (files or embedded parquet bytes) in parallel into one `[n, 3, size, size]`
+    /// buffer; the first failure is returned, naming its file. For repeated epochs see `cache::PixelCache`.
+    pub fn load_items(&self, items: &[&crate::Item]) -> Result<Vec<f32>, DataError> {
+        let mut buf = vec![0f32; items.len() * self.len()];
+        buf.par_chunks_mut(self.len()).zip(items.par_iter()).try_for_each(|(out, item)| {
+            self.apply_rgb_into(&into_rgb8(item.decode_image()?), out);
+            Ok::<_, DataError>(())
+        })?;
+        Ok(buf)
+    }
+}
+
 fn hwc_to_chw<T: Copy>(hwc: &[T], out: &mut [f32], f: impl Fn(T) -> f32) {
     let plane = hwc.len() / 3;
     let (r, rest) = out.split_at_mut(plane);

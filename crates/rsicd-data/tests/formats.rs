@@ -128,6 +128,12 @@ fn hf_parquet_export_folder() {
     assert_eq!(ds.images_available(), 3);
     let img = ds.items[2].decode_image().unwrap();
     assert_eq!((img.width(), img.height()), (12, 10));
+    // Embedded bytes go through the same preprocessing as files.
+    let pre = rsicd_data::ImagePreprocessor::new(8, rsicd_data::Resample::Bicubic);
+    let items: Vec<&rsicd_data::Item> = ds.items.iter().collect();
+    let batch = pre.load_items(&items).unwrap();
+    assert_eq!(batch.len(), 3 * pre.len());
+    assert_eq!(&batch[2 * pre.len()..], pre.apply(&img).as_slice());
 }
 
 #[test]
