@@ -1,4 +1,4 @@
-//! Dataset commands: `validate`, `eda`, `synth`, `download` (and `bench data`, in `data_bench.rs`).
+//! Dataset commands: `validate`, `eda`, `synth`, `download` (`bench data` is `data_bench::bench`).
 //! They run on the `rsicd-data` crate and need no libtorch.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,10 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rsicd_data::download::{self, Auth, DownloadOptions, Expect, Outcome, SOURCES};
 use rsicd_data::validate::{validate, Severity, ValidateOptions};
 use rsicd_data::{Dataset, Format, LoadOptions};
-
-// `cargo xtask bench data` dispatches here (the `bench` command lives in main.rs).
-#[allow(unused_imports)]
-pub use crate::data_bench::bench;
 
 #[derive(Args, Debug, Clone)]
 pub struct DatasetArgs {

@@ -255,18 +255,3 @@ pub fn bench(args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    /// Runs the benchmark from the test harness until `cargo xtask bench data` is wired in main.rs:
-    /// `BENCH_DATA_ARGS="--seconds 3" cargo test --release -p xtask run_bench_data -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark, minutes; run explicitly"]
-    fn run_bench_data() {
-        let args: Vec<String> = std::env::var("BENCH_DATA_ARGS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        assert_eq!(super::bench(&args).unwrap(), 0);
-    }
-}
