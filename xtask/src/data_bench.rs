@@ -254,4 +254,3 @@ pub fn bench(args: &[String]) -> Result<i32> {
     }
     Ok(0)
 }
-
