@@ -10,6 +10,7 @@ mod data_bench;
 mod data_eda;
 mod launcher;
 mod npz;
+mod report_cmd;
 mod score;
 mod score_bench;
 mod score_inputs;
@@ -60,6 +61,8 @@ enum Command {
     Score(score::Command),
     #[command(flatten)]
     Data(data::Command),
+    #[command(flatten)]
+    Report(report_cmd::Command),
 }
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
@@ -82,6 +85,7 @@ fn main() {
         Command::Bench { name, args } => bench(&name, &args),
         Command::Score(c) => score::run(c),
         Command::Data(c) => data::run(c),
+        Command::Report(c) => report_cmd::run(c),
     };
     match result {
         Ok(code) => std::process::exit(code),

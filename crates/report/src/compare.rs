@@ -13,7 +13,9 @@ use crate::html::{escape, notes, page};
 use crate::metric_names;
 use crate::plot::{self, Chart, Legend, Series, Style};
 use crate::run_dir::Run;
-use crate::run_report::{or_unknown, params, plots_html, steps, strategy_name, wall_time, PlotRef};
+use crate::run_report::{
+    or_unknown, params, plots_html, steps, strategy_name, textless_note, wall_time, PlotRef,
+};
 use crate::smooth::{ema, span_for};
 use crate::table::Table;
 
@@ -163,7 +165,7 @@ fn charts(c: &Comparison) -> Vec<(String, Chart)> {
     );
     for m in all_metrics {
         let mut chart = Chart::new(format!("{m} over steps"), "step", format!("{m} ×100"));
-        chart.legend = Legend::LowerRight;
+        chart.legend = Legend::UpperLeft;
         let mut tests = Vec::new();
         for (i, (run, label)) in c.runs.iter().zip(&c.labels).enumerate() {
             let points = |test: bool| -> Vec<(f64, f64)> {
@@ -198,17 +200,18 @@ pub fn compare(
 
     let mut page_notes = Vec::new();
     let mut plots = Vec::new();
+    let mut textless = Vec::new();
     for (stem, chart) in charts(&c) {
         if !chart.has_data() {
             continue;
         }
         let written = plot::write(&chart, out_dir, &stem)?;
         if let Some(why) = written.textless_because {
-            page_notes
-                .push(format!("{stem}: drawn without text because text rendering failed ({why})"));
+            textless.push((stem.clone(), why));
         }
         plots.push(PlotRef { stem, title: chart.title, svg: written.svg });
     }
+    page_notes.extend(textless_note(&textless));
     for (run, label) in c.runs.iter().zip(&c.labels) {
         page_notes.extend(run.notes.iter().map(|n| format!("{label}: {n}")));
     }

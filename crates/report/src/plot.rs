@@ -79,6 +79,7 @@ impl Series {
 /// Where the legend goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Legend {
+    UpperLeft,
     UpperRight,
     LowerRight,
 }
@@ -211,16 +212,28 @@ fn padded(values: impl Iterator<Item = f64>, margin: f64) -> Option<std::ops::Ra
     Some(lo - pad..hi + pad)
 }
 
-/// Tick labels with as many decimals as the tick spacing needs (about ten ticks across `range`).
+/// Tick labels: the shortest exact form of each tick (plotters puts ticks on multiples of 1, 2 or 5 × 10^k),
+/// scientific for very small or large magnitudes; values within rounding noise of 0 print as "0".
 fn tick_format(range: &std::ops::Range<f64>) -> impl Fn(&f64) -> String {
-    let step = (range.end - range.start) / 10.0;
-    let decimals = if step > 0.0 { (-step.log10().floor()).clamp(0.0, 12.0) as usize } else { 2 };
-    let scientific = range.end.abs().max(range.start.abs()) >= 1e6 || decimals > 4;
+    let zero = (range.end - range.start).abs() * 1e-9;
     move |v: &f64| {
-        if scientific {
-            significant(*v, 2)
+        let v = *v;
+        if v.abs() <= zero {
+            return "0".to_string();
+        }
+        let trim = |s: String| -> String {
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                s
+            }
+        };
+        if v.abs() >= 1e6 || v.abs() < 1e-3 {
+            let sci = format!("{v:.3e}");
+            let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+            format!("{}e{exponent}", trim(mantissa.to_string()))
         } else {
-            format!("{v:.decimals$}")
+            trim(format!("{v:.6}"))
         }
     }
 }
@@ -283,6 +296,12 @@ fn draw<DB: DrawingBackend>(
         }
         mesh.draw().map_err(e)?;
     }
+    if !text {
+        // Without tick labels there are no axis lines either; a frame keeps the plotting area readable.
+        let frame = [(x_range.start, y_range.start), (x_range.end, y_range.end)];
+        ctx.draw_series(std::iter::once(Rectangle::new(frame, RGBColor(0x88, 0x88, 0x88))))
+            .map_err(e)?;
+    }
     if has_right && text {
         ctx.configure_secondary_axes()
             .y_desc(chart.y2_label.as_str())
@@ -303,6 +322,10 @@ fn draw<DB: DrawingBackend>(
     for s in &chart.series {
         let pts: Vec<(f64, f64)> =
             chart.points(s).map(|(x, y)| (x, if s.right_axis { to_left(y) } else { y })).collect();
+        if pts.is_empty() {
+            // Nothing to draw, and a legend entry for it would suggest otherwise.
+            continue;
+        }
         let c = color(s.color);
         if s.style == Style::LineDots {
             ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(e)?;
@@ -346,6 +369,7 @@ fn draw<DB: DrawingBackend>(
     if labelled {
         ctx.configure_series_labels()
             .position(match chart.legend {
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
                 Legend::UpperRight => SeriesLabelPosition::UpperRight,
                 Legend::LowerRight => SeriesLabelPosition::LowerRight,
             })
@@ -372,10 +396,12 @@ mod tests {
     }
 
     #[test]
-    fn tick_decimals_follow_the_spacing() {
+    fn tick_labels_are_short_and_exact() {
         assert_eq!(tick_format(&(0.0..100.0))(&25.0), "25");
-        assert_eq!(tick_format(&(0.0..1.0))(&0.5), "0.5");
-        assert_eq!(tick_format(&(0.0..0.0001))(&0.00005), "5.0e-5");
+        assert_eq!(tick_format(&(0.0..1.0))(&0.30000000000000004), "0.3");
+        assert_eq!(tick_format(&(-1.0..1.0))(&1e-17), "0");
+        assert_eq!(tick_format(&(0.0..0.0001))(&0.000015), "1.5e-5");
+        assert_eq!(tick_format(&(0.0..3e6))(&2.5e6), "2.5e6");
     }
 
     #[test]

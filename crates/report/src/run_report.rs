@@ -30,6 +30,7 @@ pub fn build(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let mut notes_out = run.notes.clone();
     let plots_dir = run_dir.join("plots");
     let mut plots = Vec::new();
+    let mut textless = Vec::new();
     for (stem, chart) in charts(&run) {
         if !chart.has_data() {
             // A plot left from an earlier build would show data the run no longer has.
@@ -39,12 +40,11 @@ pub fn build(run_dir: &Path) -> Result<PathBuf, ReportError> {
         }
         let written = plot::write(&chart, &plots_dir, stem)?;
         if let Some(why) = written.textless_because {
-            notes_out.push(format!(
-                "plots/{stem}: drawn without text because text rendering failed ({why})"
-            ));
+            textless.push((stem.to_string(), why));
         }
         plots.push(PlotRef { stem: stem.to_string(), title: chart.title, svg: written.svg });
     }
+    notes_out.extend(textless_note(&textless));
 
     let gallery = match run.final_eval() {
         Some(eval) => {
@@ -60,6 +60,17 @@ pub fn build(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let path = run_dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     Ok(path)
+}
+
+/// One note for all plots drawn without text: which ones, and why.
+pub(crate) fn textless_note(textless: &[(String, String)]) -> Option<String> {
+    let (_, why) = textless.first()?;
+    let stems: Vec<&str> = textless.iter().map(|(s, _)| s.as_str()).collect();
+    Some(format!(
+        "plots {} drawn without text (titles, ticks, legends) because text rendering failed: {why}. \
+         Install a font (for example the DejaVu fonts with fontconfig) and rebuild the report.",
+        stems.join(", ")
+    ))
 }
 
 /// Human names of the strategies of run.json.
