@@ -49,6 +49,36 @@ enum Command {
     },
     /// Convert a big_vision PaliGemma checkpoint (.npz) to HF-layout safetensors + config.json.
     Convert(convert::Args),
+    /// The main job: generate the synthetic sample, train a small PaliGemma from scratch, evaluate before and after.
+    #[command(disable_help_flag = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Fine-tune from an experiment file (`--config experiments/….toml [--set key=value] [--dry-run] [--resume run]`).
+    #[command(disable_help_flag = true)]
+    Train {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Evaluate a run (`--run dir`) or an HF model (`--model dir [--adapter dir]`) on a dataset split.
+    #[command(disable_help_flag = true)]
+    Eval {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Merge a run's adapters into its base model and write an HF-format directory.
+    #[command(disable_help_flag = true)]
+    Export {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Train a grid of experiment variants and rank them (`--grid "optim.lr=1e-4,3e-5"`).
+    #[command(disable_help_flag = true)]
+    Sweep {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`.
     /// Results are printed and appended to docs/benchmarks.md.
     Bench {
@@ -82,6 +112,11 @@ fn main() {
         Command::Test { args } => launcher::cargo_test(&args),
         Command::Caption { args } => launcher::run_cli("caption", &args),
         Command::Convert(args) => convert::run(&args),
+        Command::Demo { args } => launcher::run_cli("demo", &args),
+        Command::Train { args } => launcher::run_cli("train", &args),
+        Command::Eval { args } => launcher::run_cli("eval", &args),
+        Command::Export { args } => launcher::run_cli("export", &args),
+        Command::Sweep { args } => launcher::run_cli("sweep", &args),
         Command::Bench { name, args } => bench(&name, &args),
         Command::Score(c) => score::run(c),
         Command::Data(c) => data::run(c),

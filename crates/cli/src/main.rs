@@ -3,6 +3,8 @@
 mod caption;
 mod device;
 mod doctor;
+mod eval_cmd;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,16 @@ enum Command {
     Caption(caption::Args),
     /// Runtime checks: libtorch, CUDA, GPUs, bf16, threads.
     Doctor,
+    /// Fine-tune (hard prompt, LoRA, soft prompt, hybrid, custom composition) from an experiment file.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a run's checkpoint, or an HF model (zero-shot or with a PEFT adapter), on a dataset split.
+    Eval(eval_cmd::EvalArgs),
+    /// Merge a run's adapters into its base and write an HF-format model directory.
+    Export(eval_cmd::ExportArgs),
+    /// Train a grid of configs sequentially and rank them.
+    Sweep(train_cmd::SweepArgs),
+    /// The main job: synthetic sample, a small PaliGemma trained from scratch, before/after metrics, report.
+    Demo(train_cmd::DemoArgs),
 }
 
 fn main() {
@@ -36,6 +48,11 @@ fn main() {
     let result = match cli.command {
         Command::Caption(args) => caption::run(&args),
         Command::Doctor => doctor::run(),
+        Command::Train(args) => train_cmd::run_train(&args),
+        Command::Eval(args) => eval_cmd::run_eval(&args),
+        Command::Export(args) => eval_cmd::run_export(&args),
+        Command::Sweep(args) => train_cmd::run_sweep(&args),
+        Command::Demo(args) => train_cmd::run_demo(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -18,6 +18,13 @@ pub struct PaliGemmaTokenizer {
 
 impl PaliGemmaTokenizer {
     pub fn from_file(path: &Path, cfg: &PaliGemmaConfig) -> Result<Self> {
+        Self::from_file_with(path, cfg, true)
+    }
+
+    /// `require_image: false` accepts a tokenizer without `<image>` (a plain Gemma tokenizer in a custom
+    /// SigLIP + Gemma composition): image slots are found by segment id, so their placeholder id is `image_token_index`
+    /// whatever token that is.
+    pub fn from_file_with(path: &Path, cfg: &PaliGemmaConfig, require_image: bool) -> Result<Self> {
         let err = |msg: String| PaliGemmaError::Tokenizer { path: path.to_path_buf(), msg };
         let inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         let id = |tok: &str| -> Result<i64> {
@@ -26,8 +33,8 @@ impl PaliGemmaTokenizer {
                 .map(i64::from)
                 .ok_or_else(|| err(format!("has no `{tok}` token; is this a PaliGemma tokenizer?")))
         };
-        let (bos_id, eos_id, pad_id, image_id) =
-            (id("<bos>")?, id("<eos>")?, id("<pad>")?, id("<image>")?);
+        let (bos_id, eos_id, pad_id) = (id("<bos>")?, id("<eos>")?, id("<pad>")?);
+        let image_id = if require_image { id("<image>")? } else { cfg.image_token_index };
         for (name, got, want) in [
             ("<image>", image_id, cfg.image_token_index),
             ("<bos>", bos_id, cfg.bos_token_id),

@@ -16,6 +16,6 @@ pub use checkpoint::{Checkpoint, TensorInfo};
 pub use dtype::DType;
 pub use error::WeightsError;
 pub use init::ParamInit;
-pub use load::{load_into, KeyMapping, LoadReport};
+pub use load::{load_into, load_into_scope, KeyMapping, LoadReport};
 
 pub type Result<T> = std::result::Result<T, WeightsError>;

@@ -28,7 +28,19 @@ pub fn load_into(
     ckpt: &Checkpoint,
     map: impl Fn(&str) -> KeyMapping,
 ) -> Result<LoadReport> {
-    let vars = vs.variables();
+    load_into_scope(vs, "", ckpt, map)
+}
+
+/// `load_into` restricted to the variables whose names start with `scope` (one part of a composed model, e.g.
+/// `vision_tower.` from a standalone SigLIP checkpoint); variables outside the scope are neither filled nor missing.
+pub fn load_into_scope(
+    vs: &VarStore,
+    scope: &str,
+    ckpt: &Checkpoint,
+    map: impl Fn(&str) -> KeyMapping,
+) -> Result<LoadReport> {
+    let vars: std::collections::HashMap<String, tch::Tensor> =
+        vs.variables().into_iter().filter(|(k, _)| k.starts_with(scope)).collect();
     let mut filled = BTreeSet::new();
     let mut report = LoadReport::default();
     let mut unexpected: BTreeMap<String, String> = BTreeMap::new();

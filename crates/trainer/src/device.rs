@@ -1,0 +1,60 @@
+//! What the GPU can do, from the driver (tch has no device-properties API): native bf16 needs compute capability
+//! 8.0+ (Ampere); on older cards (T4 = 7.5) bf16 is emulated, slow, and we ask for f16 with loss scaling instead.
+use crate::TrainError;
+use std::process::Command;
+use tch::Device;
+use weights::DType;
+
+#[derive(Debug, Clone)]
+pub struct GpuInfo {
+    pub name: String,
+    pub memory_mib: u64,
+    pub capability: (u32, u32),
+}
+
+impl GpuInfo {
+    pub fn native_bf16(&self) -> bool {
+        self.capability.0 >= 8
+    }
+}
+
+/// GPUs as `nvidia-smi` reports them (empty without a driver).
+pub fn gpus() -> Vec<GpuInfo> {
+    let Ok(out) = Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"])
+        .output()
+    else {
+        return vec![];
+    };
+    if !out.status.success() {
+        return vec![];
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let (maj, min) = f.get(2)?.split_once('.')?;
+            Some(GpuInfo {
+                name: f.first()?.to_string(),
+                memory_mib: f.get(1)?.parse().ok()?,
+                capability: (maj.parse().ok()?, min.parse().ok()?),
+            })
+        })
+        .collect()
+}
+
+/// Refuses bf16 on a GPU without native bf16, with the fix.
+pub fn check_dtype(device: Device, dtype: DType) -> Result<(), TrainError> {
+    if let (Device::Cuda(i), DType::Bf16) = (device, dtype) {
+        if let Some(g) = gpus().get(i) {
+            if !g.native_bf16() {
+                return Err(TrainError::Config(format!(
+                    "GPU {i} ({}, compute capability {}.{}) has no native bf16: set model.dtype = \"f16\" (f32 master \
+                     weights and loss scaling) or \"f32\"",
+                    g.name, g.capability.0, g.capability.1
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The trainable-parameter table and the memory plan printed by `--dry-run` and before step 1 (user-pitfalls item
+//! 3: know before you start whether it fits). The activation model counts the tensors autograd keeps per transformer
+//! block (inputs of every matmul, norm and activation, attention probabilities for the math kernel) for the shapes
+//! of this run; logits are counted only at supervised positions, as the trainer computes them.
+use paligemma::PaliGemma;
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+fn bytes_of(kind: Kind) -> f64 {
+    match kind {
+        Kind::Float | Kind::Int => 4.0,
+        Kind::BFloat16 | Kind::Half => 2.0,
+        Kind::Double | Kind::Int64 => 8.0,
+        _ => 1.0,
+    }
+}
+
+pub fn human(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+/// Trainable tensors grouped by name with layer indices folded to `*`.
+pub fn trainable_table(trainables: &[(String, Tensor)], total_params: i64) -> String {
+    let mut groups: BTreeMap<String, (Vec<i64>, usize, i64)> = BTreeMap::new();
+    for (name, t) in trainables {
+        let folded: String = name
+            .split('.')
+            .map(|p| if p.chars().all(|c| c.is_ascii_digit()) { "*" } else { p })
+            .collect::<Vec<_>>()
+            .join(".");
+        let e = groups.entry(folded).or_insert((t.size(), 0, 0));
+        e.1 += 1;
+        e.2 += t.numel() as i64;
+    }
+    let trainable: i64 = groups.values().map(|g| g.2).sum();
+    let mut s = String::from("trainable parameters\n");
+    let width = groups.keys().map(String::len).max().unwrap_or(10).max(10);
+    s += &format!(
+        "  {:<width$}  {:>16}  {:>5}  {:>13}  {:>7}\n",
+        "name", "shape", "count", "params", "share"
+    );
+    for (name, (shape, count, n)) in &groups {
+        s += &format!(
+            "  {name:<width$}  {:>16}  {count:>5}  {n:>13}  {:>6.3}%\n",
+            format!("{shape:?}"),
+            100.0 * *n as f64 / total_params.max(1) as f64
+        );
+    }
+    s += &format!(
+        "  {:<width$}  {:>16}  {:>5}  {trainable:>13}  {:>6.3}%   of {total_params} parameters\n",
+        "total",
+        "",
+        trainables.len(),
+        100.0 * trainable as f64 / total_params.max(1) as f64
+    );
+    s
+}
+
+/// Inputs of the plan.
+pub struct PlanInput<'a> {
+    pub model: &'a PaliGemma,
+    pub base_params: &'a [(String, Tensor)],
+    pub trainables: &'a [(String, Tensor)],
+    pub batch: usize,
+    pub seq_len: usize,
+    pub supervised_tokens: usize,
+    pub checkpointing: bool,
+    pub vision_trainable: bool,
+    /// Optimizer state tensors per trainable element (AdamW 2, SGD with momentum 1, plain SGD 0).
+    pub optimizer_slots: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rows: Vec<(String, f64)>,
+}
+
+impl Plan {
+    pub fn total(&self) -> f64 {
+        self.rows.iter().filter(|(n, _)| !n.starts_with('(')).map(|(_, b)| b).sum()
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = String::from("memory plan\n");
+        for (name, b) in &self.rows {
+            s += &format!("  {name:<44} {:>12}\n", human(*b));
+        }
+        s += &format!("  {:<44} {:>12}\n", "total (estimate)", human(self.total()));
+        s
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m: serde_json::Map<String, serde_json::Value> =
+            self.rows.iter().map(|(n, b)| (n.clone(), serde_json::json!(b))).collect();
+        m.insert("total".into(), serde_json::json!(self.total()));
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Bytes autograd keeps for one transformer block's backward, for `tokens` positions.
+fn block_bytes(
+    tokens: f64,
+    hidden: f64,
+    mlp: f64,
+    heads: f64,
+    q_width: f64,
+    kv_width: f64,
+    seq: f64,
+    batch: f64,
+    act: f64,
+) -> f64 {
+    // norm in/out (f32 inside), q/k/v/o inputs and outputs, RoPE'd q/k, attention output, MLP inputs, the two
+    // intermediate projections, the activation output and product, residuals
+    let per_token = (4.0 * hidden) * 4.0
+        + (2.0 * q_width + 4.0 * kv_width + 2.0 * hidden) * act
+        + (4.0 * mlp) * act;
+    // attention probabilities (math kernel; fused kernels keep O(L) instead)
+    let probs = batch * heads * seq * seq * act;
+    tokens * per_token + probs
+}
+
+pub fn plan(p: &PlanInput) -> Plan {
+    let cfg = &p.model.config;
+    let act = bytes_of(p.model.kind());
+    let base: f64 = p.base_params.iter().map(|(_, t)| t.numel() as f64 * bytes_of(t.kind())).sum();
+    let base_names: std::collections::HashSet<&str> =
+        p.base_params.iter().map(|(n, _)| n.as_str()).collect();
+    // adapters and soft prompts live outside the base (f32); trainable base weights are already f32 in `base`
+    let extra: f64 = p
+        .trainables
+        .iter()
+        .filter(|(n, _)| !base_names.contains(n.as_str()))
+        .map(|(_, t)| t.numel() as f64 * 4.0)
+        .sum();
+    let trainable: f64 = p.trainables.iter().map(|(_, t)| t.numel() as f64).sum();
+    let (b, l) = (p.batch as f64, p.seq_len as f64);
+    let t = &cfg.text_config;
+    let lm_block = block_bytes(
+        b * l,
+        t.hidden_size as f64,
+        t.intermediate_size as f64,
+        t.num_attention_heads as f64,
+        (t.num_attention_heads * t.head_dim) as f64,
+        (t.num_key_value_heads * t.head_dim) as f64,
+        l,
+        b,
+        act,
+    );
+    let n_lm = t.num_hidden_layers as f64;
+    let v = &cfg.vision_config;
+    let n_img = cfg.num_image_tokens() as f64;
+    let vis_block = block_bytes(
+        b * n_img,
+        v.hidden_size as f64,
+        v.intermediate_size as f64,
+        v.num_attention_heads as f64,
+        v.hidden_size as f64,
+        v.hidden_size as f64,
+        n_img,
+        b,
+        act,
+    );
+    let n_vis = v.num_hidden_layers as f64;
+    let boundary_lm = b * l * t.hidden_size as f64 * act;
+    let boundary_vis = b * n_img * v.hidden_size as f64 * act;
+    let (lm_act, lm_act_other) = if p.checkpointing {
+        (n_lm * boundary_lm + lm_block, n_lm * lm_block)
+    } else {
+        (n_lm * lm_block, n_lm * boundary_lm + lm_block)
+    };
+    let (vis_act, vis_act_other) = match (p.vision_trainable, p.checkpointing) {
+        (false, _) => {
+            (b * n_img * t.hidden_size as f64 * act, b * n_img * t.hidden_size as f64 * act)
+        }
+        (true, true) => (n_vis * boundary_vis + vis_block, n_vis * vis_block),
+        (true, false) => (n_vis * vis_block, n_vis * boundary_vis + vis_block),
+    };
+    let vocab = t.vocab_size as f64;
+    let logits = p.supervised_tokens as f64 * vocab * 4.0 * 3.0;
+    let full_logits = b * l * vocab * 4.0 * 3.0;
+    let other = if p.checkpointing { "without" } else { "with" };
+    Plan {
+        rows: vec![
+            (
+                format!(
+                    "weights ({} params)",
+                    p.base_params.iter().map(|(_, t)| t.numel()).sum::<usize>()
+                ),
+                base + extra,
+            ),
+            ("gradients (f32, trainables only)".into(), trainable * 4.0),
+            (
+                format!("optimizer state ({} per parameter)", p.optimizer_slots),
+                trainable * 4.0 * p.optimizer_slots as f64,
+            ),
+            (
+                format!(
+                    "activations, language model (checkpointing {})",
+                    if p.checkpointing { "on" } else { "off" }
+                ),
+                lm_act,
+            ),
+            ("activations, vision tower".into(), vis_act),
+            (format!("logits + loss at {} supervised positions", p.supervised_tokens), logits),
+            (
+                format!("(activations {other} checkpointing, for comparison)"),
+                lm_act_other + vis_act_other,
+            ),
+            ("(full logits over every position, avoided)".into(), full_logits),
+        ],
+    }
+}
