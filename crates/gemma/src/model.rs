@@ -48,7 +48,8 @@ impl Gemma {
 
     /// Scaled token embeddings `E[ids] * sqrt(hidden)`, `[B, L, D]`.
     pub fn embed(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.embed_tokens, ids, -1, false, false).to_kind(self.kind) * self.embed_scale()
+        Tensor::embedding(&self.embed_tokens, ids, -1, false, false).to_kind(self.kind)
+            * self.embed_scale()
     }
 
     /// Runs the decoder on input embeddings `xs [B, L, D]`. `ar`/`valid` `[B, T]` describe the whole sequence
