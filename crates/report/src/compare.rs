@@ -165,7 +165,7 @@ fn charts(c: &Comparison) -> Vec<(String, Chart)> {
     );
     for m in all_metrics {
         let mut chart = Chart::new(format!("{m} over steps"), "step", format!("{m} ×100"));
-        chart.legend = Legend::UpperLeft;
+        chart.legend = Legend::Outside;
         let mut tests = Vec::new();
         for (i, (run, label)) in c.runs.iter().zip(&c.labels).enumerate() {
             let points = |test: bool| -> Vec<(f64, f64)> {

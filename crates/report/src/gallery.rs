@@ -9,7 +9,7 @@ use crate::error::ReportError;
 use crate::html::escape;
 use crate::metrics_log::EvalRecord;
 use crate::predictions::{read_predictions, read_references, references_path, Prediction};
-use crate::thumbnail::{png_thumbnail, THUMBNAIL_SIDE};
+use crate::thumbnail::{jpeg_thumbnail, THUMBNAIL_SIDE};
 
 /// How many images the gallery shows at most.
 pub const GALLERY_SIZE: usize = 24;
@@ -20,7 +20,7 @@ pub struct Entry {
     pub image_id: String,
     pub prediction: String,
     pub references: Vec<String>,
-    /// A `data:image/png;base64,…` URI.
+    /// A `data:image/jpeg;base64,…` URI.
     pub thumbnail: Option<String>,
     /// Why there is no thumbnail, when an image was expected.
     pub image_problem: Option<String>,
@@ -103,7 +103,7 @@ pub fn build(
         eval.split,
         eval.step,
         chosen.len(),
-        predictions.len()
+        crate::format::grouped(predictions.len() as u64)
     );
     for p in chosen {
         let refs =
@@ -111,8 +111,8 @@ pub fn build(
         let (thumbnail, image_problem) = match &root {
             Some(root) => {
                 let path = root.join(&p.image_id);
-                match png_thumbnail(&path, THUMBNAIL_SIDE) {
-                    Ok(png) => (Some(data_uri("image/png", &png)), None),
+                match jpeg_thumbnail(&path, THUMBNAIL_SIDE) {
+                    Ok(jpeg) => (Some(data_uri("image/jpeg", &jpeg)), None),
                     Err(e) => (None, Some(format!("{}: {e}", path.display()))),
                 }
             }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::atomic::write_atomic;
 use crate::error::ReportError;
@@ -82,6 +83,8 @@ pub enum Legend {
     UpperLeft,
     UpperRight,
     LowerRight,
+    /// In a panel right of the chart, so it never hides data (many series, long names).
+    Outside,
 }
 
 /// A chart description.
@@ -194,6 +197,54 @@ fn render_with(chart: &Chart, text: bool) -> Result<(Vec<u8>, String), String> {
     Ok((png, svg))
 }
 
+/// Lines longer than this are thinned before drawing: a 960-pixel-wide chart cannot show more, and the SVG
+/// (embedded in report.html) stays small for runs of many thousand steps.
+const MAX_LINE_POINTS: usize = 2_000;
+
+/// Thins `points` to at most about `max` by keeping, of each run of consecutive points, the lowest and the
+/// highest (in x order), so spikes stay visible.
+fn envelope(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let bucket = points.len().div_ceil(max / 2);
+    let mut out = Vec::with_capacity(max + 2);
+    for chunk in points.chunks(bucket) {
+        let lo = chunk
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let hi = chunk
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let (first, second) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        out.push(chunk[first]);
+        if second != first {
+            out.push(chunk[second]);
+        }
+    }
+    out
+}
+
+/// Thins a smooth line (an EMA, a schedule) to at most about `max` evenly spaced points, the last one kept.
+fn stride(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let step = points.len().div_ceil(max);
+    let last = points[points.len() - 1];
+    let mut out: Vec<(f64, f64)> = points.into_iter().step_by(step).collect();
+    if out.last() != Some(&last) {
+        out.push(last);
+    }
+    out
+}
+
 /// Axis range of values with a little headroom; a single value gets a unit-wide range around it.
 fn padded(values: impl Iterator<Item = f64>, margin: f64) -> Option<std::ops::Range<f64>> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -256,7 +307,28 @@ fn draw<DB: DrawingBackend>(
     let y2_range =
         padded(right.iter().flat_map(|s| chart.points(s)).map(|p| p.1), 0.06).unwrap_or(0.0..1.0);
 
-    let mut builder = ChartBuilder::on(root);
+    // Legend entries drawn in a side panel: (label, style, colour) of each labelled series with data.
+    let outside: Vec<(&str, Style, RGBColor)> = chart
+        .series
+        .iter()
+        .filter(|s| text && chart.legend == Legend::Outside && !s.label.is_empty())
+        .filter(|s| chart.points(s).next().is_some())
+        .map(|s| (s.label.as_str(), s.style, color(s.color)))
+        .collect();
+    let (plot_area, legend_area) = if outside.is_empty() {
+        (root.clone(), None)
+    } else {
+        let font = legend_font();
+        let mut longest = 0u32;
+        for (label, _, _) in &outside {
+            longest = longest.max(root.estimate_text_size(label, &font).map_err(e)?.0);
+        }
+        let width = (longest as f64 + 60.0).clamp(120.0, SIZE.0 as f64 * 0.4) as i32;
+        let (a, b) = root.split_horizontally(SIZE.0 as i32 - width);
+        (a, Some(b))
+    };
+
+    let mut builder = ChartBuilder::on(&plot_area);
     builder.margin(18);
     if text {
         builder
@@ -322,6 +394,11 @@ fn draw<DB: DrawingBackend>(
     for s in &chart.series {
         let pts: Vec<(f64, f64)> =
             chart.points(s).map(|(x, y)| (x, if s.right_axis { to_left(y) } else { y })).collect();
+        let pts = match s.style {
+            Style::Faint => envelope(pts, MAX_LINE_POINTS),
+            Style::Line => stride(pts, MAX_LINE_POINTS),
+            Style::LineDots | Style::Dots => pts,
+        };
         if pts.is_empty() {
             // Nothing to draw, and a legend entry for it would suggest otherwise.
             continue;
@@ -348,7 +425,7 @@ fn draw<DB: DrawingBackend>(
                 ctx.draw_series(dots).map_err(e)?
             }
         };
-        if text && !s.label.is_empty() {
+        if text && !s.label.is_empty() && chart.legend != Legend::Outside {
             labelled = true;
             let anno = anno.label(s.label.as_str());
             match s.style {
@@ -371,13 +448,50 @@ fn draw<DB: DrawingBackend>(
             .position(match chart.legend {
                 Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
                 Legend::UpperRight => SeriesLabelPosition::UpperRight,
-                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                Legend::LowerRight | Legend::Outside => SeriesLabelPosition::LowerRight,
             })
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(0xbb, 0xbb, 0xbb))
             .label_font(("sans-serif", 14))
             .draw()
             .map_err(e)?;
+    }
+    if let Some(area) = legend_area {
+        draw_side_legend(&area, &outside).map_err(e)?;
+    }
+    Ok(())
+}
+
+fn legend_font() -> TextStyle<'static> {
+    ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center))
+}
+
+/// A legend in its own drawing area: one row per entry, a sample of the line or dot, then the label.
+fn draw_side_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(&str, Style, RGBColor)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let font = legend_font();
+    for (i, (label, style, c)) in entries.iter().enumerate() {
+        let y = 72 + 24 * i as i32;
+        let (x0, x1) = (4, 28);
+        match style {
+            Style::Dots => {
+                area.draw(&Circle::new((x0 + 12, y), 5, c.filled()))?;
+                area.draw(&Circle::new((x0 + 12, y), 5, BLACK))?;
+            }
+            Style::Faint => {
+                area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.mix(0.35).stroke_width(2)))?
+            }
+            Style::Line => {
+                area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(3)))?
+            }
+            Style::LineDots => {
+                area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(3)))?;
+                area.draw(&Circle::new(((x0 + x1) / 2, y), 3, c.filled()))?;
+            }
+        }
+        area.draw(&Text::new(label.to_string(), (x1 + 8, y), font.clone()))?;
     }
     Ok(())
 }
@@ -402,6 +516,22 @@ mod tests {
         assert_eq!(tick_format(&(-1.0..1.0))(&1e-17), "0");
         assert_eq!(tick_format(&(0.0..0.0001))(&0.000015), "1.5e-5");
         assert_eq!(tick_format(&(0.0..3e6))(&2.5e6), "2.5e6");
+    }
+
+    #[test]
+    fn thinning_keeps_extremes_ends_and_the_budget() {
+        let pts: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64, (i % 7) as f64)).collect();
+        let mut spiky = pts.clone();
+        spiky[5_003].1 = 1e6;
+        let thin = envelope(spiky, 2_000);
+        assert!(thin.len() <= 2_000, "{}", thin.len());
+        assert!(thin.contains(&(5_003.0, 1e6)), "the spike survives");
+        assert!(thin.windows(2).all(|w| w[0].0 < w[1].0), "x order kept");
+        assert_eq!(thin.first(), Some(&(0.0, 0.0)));
+        assert_eq!(envelope(pts[..10].to_vec(), 2_000).len(), 10);
+        let thin = stride(pts.clone(), 2_000);
+        assert!(thin.len() <= 2_001 && thin.len() >= 1_000, "{}", thin.len());
+        assert_eq!((thin[0], thin[thin.len() - 1]), (pts[0], pts[9_999]));
     }
 
     #[test]

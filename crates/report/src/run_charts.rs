@@ -80,7 +80,7 @@ fn cider_like(name: &str) -> bool {
 
 fn metrics(run: &Run) -> Chart {
     let mut c = Chart::new(format!("{}: caption metrics", run.name()), "step", "score ×100");
-    c.legend = Legend::UpperLeft;
+    c.legend = Legend::Outside;
     let names = run.log.metric_names();
     let split_right = names.iter().any(|n| cider_like(n)) && names.iter().any(|n| !cider_like(n));
     if split_right {

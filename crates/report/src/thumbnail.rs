@@ -1,12 +1,17 @@
-//! Gallery thumbnails: an image file (JPEG, PNG, TIFF, WebP) scaled to fit a square, as an embeddable PNG.
+//! Gallery thumbnails: an image file (JPEG, PNG, TIFF, WebP) scaled to fit a square, as an embeddable JPEG.
+//! JPEG rather than PNG: aerial photographs compress about six times better (24 thumbnails of the shared
+//! UCM/RSICD images: 0.30 MB of report.html instead of 1.76 MB), with no visible loss at this size.
 
 use std::path::Path;
 
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_SIDE: u32 = 160;
 
-/// Decodes `path` and returns a PNG of at most `side`×`side` pixels, aspect ratio kept; the error says why not.
-pub fn png_thumbnail(path: &Path, side: u32) -> Result<Vec<u8>, String> {
+/// JPEG quality of thumbnails.
+const QUALITY: u8 = 85;
+
+/// Decodes `path` and returns a JPEG of at most `side`×`side` pixels, aspect ratio kept; the error says why not.
+pub fn jpeg_thumbnail(path: &Path, side: u32) -> Result<Vec<u8>, String> {
     let reader = image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
@@ -18,14 +23,14 @@ pub fn png_thumbnail(path: &Path, side: u32) -> Result<Vec<u8>, String> {
         img
     };
     let rgb = small.to_rgb8();
-    let mut png = Vec::new();
+    let mut jpeg = Vec::new();
     image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut png),
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, QUALITY),
         rgb.as_raw(),
         rgb.width(),
         rgb.height(),
         image::ExtendedColorType::Rgb8,
     )
     .map_err(|e| e.to_string())?;
-    Ok(png)
+    Ok(jpeg)
 }

@@ -42,12 +42,12 @@ fn full_report_shows_the_numbers_gallery_and_plots() {
 
     // Gallery: three cards, two thumbnails (the third image is missing and says so).
     assert_eq!(html.matches("<div class=\"card\">").count(), 3);
-    let thumbs = data_uris(&html, "image/png");
+    let thumbs = data_uris(&html, "image/jpeg");
     assert_eq!(thumbs.len(), 2);
     let sizes: Vec<(u32, u32)> = thumbs
         .iter()
-        .map(|png| {
-            image::load_from_memory_with_format(png, image::ImageFormat::Png)
+        .map(|jpeg| {
+            image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
                 .unwrap()
                 .to_rgb8()
                 .dimensions()
@@ -169,7 +169,7 @@ fn missing_optional_parts_degrade_gracefully() {
     std::fs::remove_dir_all(dir.join("images")).unwrap();
     let html = read(&report::build(&dir).unwrap());
     assert_eq!(html.matches("<div class=\"card\">").count(), 3);
-    assert!(data_uris(&html, "image/png").is_empty());
+    assert!(data_uris(&html, "image/jpeg").is_empty());
     assert!(html.contains("no references"));
     assert!(html.contains("references file") && html.contains("captions shown without images"));
 }
@@ -268,10 +268,10 @@ fn gallery_thumbnails_of_real_tiff_images() {
         r#"[{"image_id": "1.tif", "caption": "a river"}, {"image_id": "2.tif", "caption": "a farm"}]"#,
     );
     let html = read(&report::build(&dir).unwrap());
-    let thumbs = data_uris(&html, "image/png");
+    let thumbs = data_uris(&html, "image/jpeg");
     assert_eq!(thumbs.len(), 2, "both UCM TIFFs become thumbnails");
-    for png in thumbs {
-        let img = image::load_from_memory(&png).unwrap();
+    for jpeg in thumbs {
+        let img = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
         assert_eq!(img.width().max(img.height()), 160);
     }
 }
