@@ -4,7 +4,8 @@
 //! Reading rules, chosen so that real run directories report instead of failing:
 //! - a malformed line is an error naming the file and line, except the last line when it has no newline: that is
 //!   a write cut short by a kill, so it is dropped with a note;
-//! - lines of an unknown kind are skipped (newer trainers may log more);
+//! - `"kind": "skip"` lines (a step the trainer skipped, with its `reason`) are counted and reported in a note;
+//!   lines of any other unknown kind are skipped (newer trainers may log more);
 //! - a resumed run logs again from its checkpoint's step, so when a train step does not increase, the records
 //!   of the abandoned attempt from that step on are superseded (train and eval alike), and a repeated evaluation
 //!   of the same split and step replaces the earlier one.
@@ -91,6 +92,7 @@ impl MetricsLog {
     pub fn parse(path: &Path, text: &str) -> Result<MetricsLog, ReportError> {
         let mut log = MetricsLog::default();
         let mut unknown_kinds = 0usize;
+        let mut skipped_steps: Vec<String> = Vec::new();
         let mut superseded = (0usize, 0usize);
         let line_count = text.lines().count();
         for (index, raw) in text.lines().enumerate() {
@@ -144,8 +146,23 @@ impl MetricsLog {
                     superseded.1 += before - log.evals.len();
                     log.evals.push(record);
                 }
+                "skip" => {
+                    let step = value.get("step").and_then(|v| v.as_u64());
+                    let reason =
+                        value.get("reason").and_then(|v| v.as_str()).unwrap_or("no reason given");
+                    skipped_steps.push(match step {
+                        Some(s) => format!("step {s}: {reason}"),
+                        None => reason.to_string(),
+                    });
+                }
                 _ => unknown_kinds += 1,
             }
+        }
+        if let Some(first) = skipped_steps.first() {
+            log.notes.push(format!(
+                "the trainer skipped {} step(s) (first: {first})",
+                skipped_steps.len()
+            ));
         }
         if unknown_kinds > 0 {
             log.notes.push(format!(
@@ -165,9 +182,18 @@ impl MetricsLog {
     }
 
     /// The evaluation the final metric table shows: the last test evaluation, else the last one of any split.
+    /// A test evaluation older than the last validation (the untrained model scored on the test split before
+    /// step 1, in a run stopped before its final test) gives way to that validation: the table should show the
+    /// latest state of the run.
     pub fn final_eval(&self) -> Option<&EvalRecord> {
+        // `max_by_key` returns the last maximum, i.e. the latest record of the latest step.
         let last_test = self.evals.iter().filter(|e| e.is_test()).max_by_key(|e| e.step);
-        last_test.or_else(|| self.evals.iter().filter(|e| !e.is_test()).max_by_key(|e| e.step))
+        let last_other = self.evals.iter().filter(|e| !e.is_test()).max_by_key(|e| e.step);
+        match (last_test, last_other) {
+            (Some(t), Some(o)) if o.step > t.step => Some(o),
+            (Some(t), _) => Some(t),
+            (None, o) => o,
+        }
     }
 
     /// Every metric name that appears in an evaluation, in the canonical caption-metric order.
@@ -204,6 +230,10 @@ mod tests {
             r#"{"kind":"eval","step":1,"split":"val","metrics":{"CIDEr":0.5,"Bleu_1":0.25},"diversity":0.5,"n_images":4}"#,
             "\n",
             r#"{"kind":"hparams","step":1}"#,
+            "\n",
+            r#"{"kind":"skip","step":2,"reason":"non-finite loss"}"#,
+            "\n",
+            r#"{"kind":"skip","step":3,"reason":"non-finite the gradient of `x`"}"#,
             "\n"
         ))
         .unwrap();
@@ -212,7 +242,9 @@ mod tests {
         assert_eq!(log.train[0].tokens_per_s, Some(100.0));
         assert_eq!(log.evals[0].metric("CIDEr"), Some(0.5));
         assert_eq!(log.metric_names(), vec!["Bleu_1", "CIDEr"]);
-        assert_eq!(log.notes.len(), 1, "{:?}", log.notes);
+        assert_eq!(log.notes.len(), 2, "{:?}", log.notes);
+        assert_eq!(log.notes[0], "the trainer skipped 2 step(s) (first: step 2: non-finite loss)");
+        assert!(log.notes[1].contains("1 line(s) of an unknown kind"), "{:?}", log.notes);
     }
 
     #[test]
@@ -284,5 +316,12 @@ mod tests {
             parse("{\"kind\":\"eval\",\"step\":5,\"split\":\"val\",\"metrics\":{}}\n").unwrap();
         assert_eq!(log.final_eval().unwrap().split, "val");
         assert!(parse("").unwrap().final_eval().is_none());
+        // The untrained model on the test split at step 0, then validation only: the latest state wins.
+        let log = parse(concat!(
+            "{\"kind\":\"eval\",\"step\":0,\"split\":\"test\",\"metrics\":{\"CIDEr\":0.01}}\n",
+            "{\"kind\":\"eval\",\"step\":50,\"split\":\"val\",\"metrics\":{\"CIDEr\":0.4}}\n",
+        ))
+        .unwrap();
+        assert_eq!(log.final_eval().unwrap().metric("CIDEr"), Some(0.4));
     }
 }

@@ -204,8 +204,11 @@ fn body(
         out.push_str("<h2>Memory plan</h2>\n<p class=\"caption\">As planned by the trainer before step 1.</p>\n");
         let table = Table {
             header: vec!["Item".into(), "Size".into(), "Bytes".into()],
+            // The trainer's order, except that a total goes last wherever the JSON writer put it.
             rows: plan
                 .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("total"))
+                .chain(plan.iter().filter(|(k, _)| k.eq_ignore_ascii_case("total")))
                 .map(|(k, v)| {
                     vec![k.to_string(), format::bytes(*v), format::grouped(v.max(0.0) as u64)]
                 })

@@ -27,11 +27,12 @@ fn full_report_shows_the_numbers_gallery_and_plots() {
     assert!(html.contains("12 min 05 s"), "wall time");
     assert!(html.contains("LoRA") && html.contains("paligemma-tiny") && html.contains("cpu / f32"));
     assert!(html.contains("badge finished"));
-    // Memory plan in the trainer's order: 8,000,000 B = 7.63 MiB.
+    // Memory plan in the trainer's order with the total last: 8,000,000 B = 7.63 MiB.
     let w = html.find("<td>weights</td>").unwrap();
     let g = html.find("<td>gradients</td>").unwrap();
     let o = html.find("<td>optimizer state</td>").unwrap();
-    assert!(w < g && g < o, "memory plan order");
+    let t = html.find("<td>total</td>").unwrap();
+    assert!(w < g && g < o && o < t, "memory plan in file order, total last");
     assert!(html.contains("7.63 MiB"));
 
     // Captions and config are escaped.

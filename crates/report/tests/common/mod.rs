@@ -77,7 +77,7 @@ pub fn full_run(dir: &Path) {
   "image_root": {:?}, "started": "2024-05-01T12:00:00Z", "finished": "2024-05-01T12:12:05Z",
   "status": "finished", "device": "cpu", "dtype": "f32", "trainable_params": 20480, "total_params": 2000000,
   "steps": 40,
-  "memory_plan": {{"weights": 8000000, "gradients": 81920, "optimizer state": 163840, "total": 8245760}},
+  "memory_plan": {{"weights": 8000000, "total": 8245760, "gradients": 81920, "optimizer state": 163840}},
   "baseline": {{"name": "blind (most frequent caption)", "metrics": {{"Bleu_1": 0.3, "Bleu_4": 0.05,
      "CIDEr": 0.1}}}}}}"#,
             images.to_str().unwrap()
