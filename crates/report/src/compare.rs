@@ -105,7 +105,10 @@ impl Comparison {
             Some(m) => format!("ranked by {m}, best first"),
             None => "in the order given".to_string(),
         };
-        format!("Final test metrics of each run (the last validation metrics where a run has no test evaluation), {order}. {SCORE_NOTE}")
+        format!(
+            "Final metrics of each run: its last test evaluation, or its last validation where the run has no \
+             later test evaluation (column Evaluation), {order}. {SCORE_NOTE}"
+        )
     }
 
     /// compare.md.
