@@ -58,7 +58,11 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::exit(1);
+            let interrupted = matches!(
+                err.downcast_ref::<trainer::TrainError>(),
+                Some(trainer::TrainError::Interrupted(_))
+            );
+            std::process::exit(if interrupted { 130 } else { 1 });
         }
     }
 }

@@ -85,8 +85,17 @@ pub fn build(
             let tok_path = match &s.tokenizer {
                 Some(p) => p.clone(),
                 None => {
+                    // Built once per run from its training captions; a resumed or evaluated run reuses its own.
                     let p = work_dir.join("tokenizer.json");
-                    scratch::write_word_tokenizer(train_texts, &p)?;
+                    if !p.exists() {
+                        if train_texts.is_empty() {
+                            return Err(TrainError::Config(format!(
+                                "{} has no tokenizer.json and there are no captions to build one from",
+                                work_dir.display()
+                            )));
+                        }
+                        scratch::write_word_tokenizer(train_texts, &p)?;
+                    }
                     p
                 }
             };

@@ -235,13 +235,17 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
 
     let (_, started_at) = run::now();
     run.write_text("config.toml", &cfg.to_toml())?;
+    if state.step == 0 {
+        run.update_run(&[("started", json!(started_at))])?;
+    }
+    let image_root =
+        td.ds.image_dir.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
     run.update_run(&[
         ("name", json!(cfg.name)),
         ("strategy", json!(cfg.strategy.name())),
         ("model", json!(model_label(cfg))),
         ("dataset", json!(cfg.data.path)),
-        ("image_root", json!(td.ds.image_dir)),
-        ("started", json!(started_at)),
+        ("image_root", json!(image_root)),
         ("finished", serde_json::Value::Null),
         ("status", json!("running")),
         ("device", json!(cfg.model.device)),

@@ -1,0 +1,61 @@
+//! Shared test helpers: fixture paths, a small synthetic dataset, configs.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("data/fixtures")
+}
+
+/// A synthetic dataset (48 images, 32 px) generated once per test binary.
+pub fn synth() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pg-trainer-synth-{}", std::process::id()));
+        rsicd_data::synth::generate(&dir, 48, 0, 32).unwrap();
+        dir.join("dataset_synth.json")
+    })
+}
+
+pub fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pg-trainer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A config over the tiny `mqa` fixture and the synthetic data; `extra` is TOML appended (sections).
+pub fn config(strategy: &str, extra: &str, sets: &[&str]) -> trainer::ExperimentConfig {
+    let text = format!(
+        r#"
+name = "test-{strategy}"
+strategy = "{strategy}"
+seed = 3
+[model]
+path = "{}"
+[data]
+path = "{}"
+[train]
+steps = 4
+batch_size = 4
+log_every = 1
+[optim]
+lr = 1e-2
+warmup_steps = 0
+[eval]
+max_new_tokens = 4
+val_subset = 4
+test_subset = 4
+meteor = "skip"
+{extra}
+"#,
+        fixtures().join("mqa").display(),
+        synth().display()
+    );
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    trainer::ExperimentConfig::from_toml(&text, &sets).unwrap()
+}
