@@ -73,6 +73,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Memory plan of an experiment from configs alone (`--config f.toml --architecture pt-224`).
+    #[command(disable_help_flag = true)]
+    Plan {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Train a grid of experiment variants and rank them (`--grid "optim.lr=1e-4,3e-5"`).
     #[command(disable_help_flag = true)]
     Sweep {
@@ -117,6 +123,7 @@ fn main() {
         Command::Eval { args } => launcher::run_cli("eval", &args),
         Command::Export { args } => launcher::run_cli("export", &args),
         Command::Sweep { args } => launcher::run_cli("sweep", &args),
+        Command::Plan { args } => launcher::run_cli("plan", &args),
         Command::Bench { name, args } => bench(&name, &args),
         Command::Score(c) => score::run(c),
         Command::Data(c) => data::run(c),

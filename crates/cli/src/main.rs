@@ -4,6 +4,7 @@ mod caption;
 mod device;
 mod doctor;
 mod eval_cmd;
+mod plan_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Merge a run's adapters into its base and write an HF-format model directory.
     Export(eval_cmd::ExportArgs),
+    /// Memory plan of an experiment from configs alone (no weights needed).
+    Plan(plan_cmd::PlanArgs),
     /// Train a grid of configs sequentially and rank them.
     Sweep(train_cmd::SweepArgs),
     /// The main job: synthetic sample, a small PaliGemma trained from scratch, before/after metrics, report.
@@ -52,6 +55,7 @@ fn main() {
         Command::Eval(args) => eval_cmd::run_eval(&args),
         Command::Export(args) => eval_cmd::run_export(&args),
         Command::Sweep(args) => train_cmd::run_sweep(&args),
+        Command::Plan(args) => plan_cmd::run_plan(&args),
         Command::Demo(args) => train_cmd::run_demo(&args),
     };
     match result {

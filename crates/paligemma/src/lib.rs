@@ -18,6 +18,7 @@ mod model;
 pub mod names;
 mod segment;
 mod sequence;
+mod shapes;
 mod tokenizer;
 
 pub use config::PaliGemmaConfig;

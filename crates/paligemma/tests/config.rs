@@ -89,3 +89,20 @@ fn bad_configs_name_the_problem() {
         assert!(e.contains(want) && e.contains("config.json"), "{json}: {e}");
     }
 }
+
+#[test]
+fn parameter_shapes_equal_the_built_model_and_the_published_count() {
+    for name in ["mqa", "gqa", "mha"] {
+        let cfg = PaliGemmaConfig::from_file(&fixtures().join(name).join("config.json")).unwrap();
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _m = paligemma::PaliGemma::new(vs.root(), &cfg, weights::ParamInit::Empty).unwrap();
+        let mut built: Vec<(String, Vec<i64>)> =
+            vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+        built.sort();
+        let mut planned = cfg.parameter_shapes();
+        planned.sort();
+        assert_eq!(built, planned, "{name}");
+    }
+    // paligemma-architecture.md 1.5: 2,923,466,480 parameters with HF's 257,216-row vocabulary
+    assert_eq!(PaliGemmaConfig::paligemma_3b_pt_224().num_parameters(), 2_923_466_480);
+}

@@ -2,7 +2,6 @@
 //! 3: know before you start whether it fits). The activation model counts the tensors autograd keeps per transformer
 //! block (inputs of every matmul, norm and activation, attention probabilities for the math kernel) for the shapes
 //! of this run; logits are counted only at supervised positions, as the trainer computes them.
-use paligemma::PaliGemma;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -63,11 +62,18 @@ pub fn trainable_table(trainables: &[(String, Tensor)], total_params: i64) -> St
     s
 }
 
-/// Inputs of the plan.
+/// Inputs of the plan: sizes, not tensors, so a plan can be made for a model that is not loaded (`pgrs plan`).
 pub struct PlanInput<'a> {
-    pub model: &'a PaliGemma,
-    pub base_params: &'a [(String, Tensor)],
-    pub trainables: &'a [(String, Tensor)],
+    pub config: &'a paligemma::PaliGemmaConfig,
+    /// Bytes per activation element (2 for bf16/f16 bases, 4 for f32).
+    pub act_bytes: f64,
+    pub base_params: i64,
+    /// Bytes of the base weights as they sit in memory (trainable base weights count as f32).
+    pub base_bytes: f64,
+    /// All trainable parameters (base weights made trainable, adapters, soft prompt).
+    pub trainable_params: i64,
+    /// Trainable parameters that live outside the base (adapters, soft prompt; f32).
+    pub extra_params: i64,
     pub batch: usize,
     pub seq_len: usize,
     pub supervised_tokens: usize,
@@ -75,6 +81,28 @@ pub struct PlanInput<'a> {
     pub vision_trainable: bool,
     /// Optimizer state tensors per trainable element (AdamW 2, SGD with momentum 1, plain SGD 0).
     pub optimizer_slots: usize,
+}
+
+/// Plan inputs from a built model's variables.
+pub fn sizes_from_tensors(
+    base: &[(String, Tensor)],
+    trainables: &[(String, Tensor)],
+) -> (i64, f64, i64, i64) {
+    let base_names: std::collections::HashSet<&str> =
+        base.iter().map(|(n, _)| n.as_str()).collect();
+    let base_params: i64 = base.iter().map(|(_, t)| t.numel() as i64).sum();
+    let base_bytes: f64 = base.iter().map(|(_, t)| t.numel() as f64 * bytes_of(t.kind())).sum();
+    let trainable: i64 = trainables.iter().map(|(_, t)| t.numel() as i64).sum();
+    let extra: i64 = trainables
+        .iter()
+        .filter(|(n, _)| !base_names.contains(n.as_str()))
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    (base_params, base_bytes, trainable, extra)
+}
+
+pub fn kind_bytes(kind: Kind) -> f64 {
+    bytes_of(kind)
 }
 
 #[derive(Debug, Clone)]
@@ -127,19 +155,8 @@ fn block_bytes(
 }
 
 pub fn plan(p: &PlanInput) -> Plan {
-    let cfg = &p.model.config;
-    let act = bytes_of(p.model.kind());
-    let base: f64 = p.base_params.iter().map(|(_, t)| t.numel() as f64 * bytes_of(t.kind())).sum();
-    let base_names: std::collections::HashSet<&str> =
-        p.base_params.iter().map(|(n, _)| n.as_str()).collect();
-    // adapters and soft prompts live outside the base (f32); trainable base weights are already f32 in `base`
-    let extra: f64 = p
-        .trainables
-        .iter()
-        .filter(|(n, _)| !base_names.contains(n.as_str()))
-        .map(|(_, t)| t.numel() as f64 * 4.0)
-        .sum();
-    let trainable: f64 = p.trainables.iter().map(|(_, t)| t.numel() as f64).sum();
+    let cfg = p.config;
+    let act = p.act_bytes;
     let (b, l) = (p.batch as f64, p.seq_len as f64);
     let t = &cfg.text_config;
     let lm_block = block_bytes(
@@ -186,14 +203,12 @@ pub fn plan(p: &PlanInput) -> Plan {
     let logits = p.supervised_tokens as f64 * vocab * 4.0 * 3.0;
     let full_logits = b * l * vocab * 4.0 * 3.0;
     let other = if p.checkpointing { "without" } else { "with" };
+    let trainable = p.trainable_params as f64;
     Plan {
         rows: vec![
             (
-                format!(
-                    "weights ({} params)",
-                    p.base_params.iter().map(|(_, t)| t.numel()).sum::<usize>()
-                ),
-                base + extra,
+                format!("weights ({} params)", p.base_params + p.extra_params),
+                p.base_bytes + p.extra_params as f64 * 4.0,
             ),
             ("gradients (f32, trainables only)".into(), trainable * 4.0),
             (
@@ -216,4 +231,76 @@ pub fn plan(p: &PlanInput) -> Plan {
             ("(full logits over every position, avoided)".into(), full_logits),
         ],
     }
+}
+
+/// Linear layers LoRA can target, by the last component of their module name.
+const LINEARS: [&str; 11] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "out_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "fc1",
+    "fc2",
+    "linear",
+];
+
+/// Plan inputs for an experiment from the model config alone (no weights loaded): which parameters the strategy
+/// trains, what adapters and soft prompts add, and the shapes of a batch whose captions have `text_len` tokens.
+pub fn analytic_sizes(
+    cfg: &crate::ExperimentConfig,
+    pcfg: &paligemma::PaliGemmaConfig,
+    base_kind: Kind,
+) -> (i64, f64, i64, i64, bool) {
+    use crate::config::Strategy;
+    let shapes = pcfg.parameter_shapes();
+    let mut globs: Vec<String> = cfg.train.trainable.clone();
+    if let Some(p) = cfg.train.preset {
+        globs.extend(p.globs().iter().map(|s| s.to_string()));
+    }
+    if cfg.strategy == Strategy::Custom {
+        globs.push("multi_modal_projector.**".into());
+    }
+    let (mut base_params, mut base_bytes, mut trainable, mut extra) = (0i64, 0f64, 0i64, 0i64);
+    let mut vision_trainable = false;
+    let is_vision =
+        |n: &str| n.starts_with("vision_tower.") || n.starts_with("multi_modal_projector.");
+    for (name, shape) in &shapes {
+        let n: i64 = shape.iter().product();
+        base_params += n;
+        if globs.iter().any(|g| crate::glob::matches(g, name)) {
+            trainable += n;
+            base_bytes += n as f64 * 4.0;
+            vision_trainable |= is_vision(name);
+        } else {
+            base_bytes += n as f64 * bytes_of(base_kind);
+        }
+    }
+    if let (Some(l), true) = (&cfg.lora, matches!(cfg.strategy, Strategy::Lora | Strategy::Custom))
+    {
+        for (name, shape) in &shapes {
+            let Some(module) = name.strip_suffix(".weight") else { continue };
+            let last = module.rsplit('.').next().unwrap_or_default();
+            if shape.len() == 2
+                && LINEARS.contains(&last)
+                && l.targets.iter().any(|g| crate::glob::matches(g, module))
+            {
+                let n = l.r * (shape[0] + shape[1]);
+                trainable += n;
+                extra += n;
+                vision_trainable |= is_vision(module);
+            }
+        }
+    }
+    if let (Some(sp), true) =
+        (&cfg.soft_prompt, matches!(cfg.strategy, Strategy::SoftPrompt | Strategy::Hybrid))
+    {
+        let n = sp.length as i64 * pcfg.text_config.hidden_size;
+        trainable += n;
+        extra += n;
+    }
+    (base_params, base_bytes, trainable, extra, vision_trainable)
 }

@@ -145,20 +145,21 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         td.sampler.resume(saved);
         b
     };
+    let (base_count, base_bytes, trainable_count, extra_count) =
+        memory::sizes_from_tensors(&base_params, trainables);
     let plan = memory::plan(&PlanInput {
-        model,
-        base_params: &base_params,
-        trainables,
+        config: &model.config,
+        act_bytes: memory::kind_bytes(model.kind()),
+        base_params: base_count,
+        base_bytes,
+        trainable_params: trainable_count,
+        extra_params: extra_count,
         batch: cfg.train.batch_size,
         seq_len: probe.batch.ids.size()[1] as usize,
         supervised_tokens: probe.batch.supervised_tokens() as usize,
         checkpointing: cfg.model.gradient_checkpointing,
         vision_trainable: built.vision_trainable,
-        optimizer_slots: match cfg.optim.name {
-            OptimizerKind::Adamw => 2,
-            OptimizerKind::Sgd if cfg.optim.momentum != 0.0 => 1,
-            OptimizerKind::Sgd => 0,
-        },
+        optimizer_slots: optimizer_slots(cfg),
     });
     drop(probe);
     let table = memory::trainable_table(trainables, total_params);
@@ -482,6 +483,14 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         baseline_metrics,
         report,
     })
+}
+
+pub fn optimizer_slots(cfg: &ExperimentConfig) -> usize {
+    match cfg.optim.name {
+        OptimizerKind::Adamw => 2,
+        OptimizerKind::Sgd if cfg.optim.momentum != 0.0 => 1,
+        OptimizerKind::Sgd => 0,
+    }
 }
 
 fn model_label(cfg: &ExperimentConfig) -> String {
