@@ -500,7 +500,7 @@ impl ExperimentConfig {
                 "train.steps, train.batch_size and train.grad_accum must be positive".into()
             );
         }
-        if !(self.optim.lr > 0.0) {
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
             return bad(format!("optim.lr must be positive, got {}", self.optim.lr));
         }
         weights::DType::parse(&self.model.dtype)

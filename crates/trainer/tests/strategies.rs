@@ -28,7 +28,7 @@ fn tiny_variant_of_every_experiment_trains_and_its_loss_falls() {
     assert!(files.len() >= 6, "one tiny variant per experiment");
     let data = format!("data.path=\"{}\"", synth().display());
     for f in files {
-        let cfg = ExperimentConfig::load(&f, &[data.clone()]).unwrap();
+        let cfg = ExperimentConfig::load(&f, std::slice::from_ref(&data)).unwrap();
         let runs = temp("tiny-experiments");
         let s = trainer::train(
             &cfg,
