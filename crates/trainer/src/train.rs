@@ -582,3 +582,28 @@ fn clip(trainables: &[(String, Tensor)], max_norm: Option<f64>) -> f64 {
     }
     norm
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn guards_name_the_tensor() {
+        let a = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let b = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let c = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        (&a * 2.0 + &b * f64::NAN).sum(Kind::Float).backward();
+        let named = vec![("a".to_string(), a), ("b".to_string(), b), ("c".to_string(), c)];
+        assert_eq!(first_non_finite(&named).as_deref(), Some("the gradient of `b`"));
+        let e = check_gradients(&named).unwrap_err().to_string();
+        assert!(e.contains("`c`") && e.contains("not connected to the loss"), "{e}");
+        let norm = clip(&named[..1], Some(1.0));
+        assert!((norm - 8f64.sqrt()).abs() < 1e-6);
+        let g = named[0].1.grad();
+        assert!(
+            (f64::try_from(g.square().sum(Kind::Float)).unwrap().sqrt() - 1.0).abs() < 1e-5,
+            "clipped to norm 1"
+        );
+    }
+}

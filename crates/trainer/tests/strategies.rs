@@ -146,3 +146,34 @@ fn zero_supervised_tokens_is_a_clear_error() {
     let e = trainer::step::forward_backward(&built.model, &batch, &px, None, &opts).unwrap_err();
     assert!(e.to_string().contains("no supervised token"), "{e}");
 }
+
+#[test]
+fn non_finite_steps_are_skipped_then_the_run_stops() {
+    // An absurd learning rate blows the weights up after the first update; every later step is non-finite.
+    let cfg = config(
+        "hard_prompt",
+        "",
+        &[
+            "train.preset=\"attention\"",
+            "optim.name=\"sgd\"",
+            "optim.lr=1e30",
+            "train.max_grad_norm=1e40",
+            "train.steps=10",
+            "train.nan_patience=2",
+        ],
+    );
+    let runs = temp("nan");
+    let e = trainer::train(
+        &cfg,
+        &TrainOptions { runs_dir: runs.clone(), quiet: true, ..Default::default() },
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("stopping after 2 steps with non-finite values"), "{msg}");
+    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"kind\":\"skip\"").count(), 2, "{log}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["status"], "failed");
+}
