@@ -624,7 +624,9 @@ mod tests {
     /// The tiny big_vision checkpoint the generator wrote from the `mqa` model converts back to exactly the weights
     /// transformers saved (hub names), except the vocabulary rows HF made up (here: the mean row).
     fn round_trip(npz: &str, out_dtype: Option<Dtype>, expect: Dtype) {
-        let out = std::env::temp_dir().join(format!("pg-convert-{npz}-{}", std::process::id()));
+        let tag = out_dtype.map_or("stored", Dtype::st_name);
+        let out =
+            std::env::temp_dir().join(format!("pg-convert-{npz}-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         convert(&fixtures().join(npz), &out, out_dtype, None).unwrap();
         let got = tensors(&out.join("model.safetensors"));

@@ -29,9 +29,18 @@ pub fn cargo_test(args: &[String]) -> Result<i32> {
 /// Builds and runs `pgrs <sub> <args>` (release profile unless `PALIGEMMA_PROFILE` says otherwise).
 pub fn run_cli(sub: &str, args: &[String]) -> Result<i32> {
     setup::ensure(false)?;
+    build_and_run("paligemma-cli", "pgrs", sub, args)
+}
+
+/// Builds and runs `pgtools <sub> <args>`: no libtorch involved, so no setup.
+pub fn run_tool(sub: &str, args: &[String]) -> Result<i32> {
+    build_and_run("paligemma-tools", "pgtools", sub, args)
+}
+
+fn build_and_run(package: &str, bin: &str, sub: &str, args: &[String]) -> Result<i32> {
     let profile = std::env::var("PALIGEMMA_PROFILE").unwrap_or_else(|_| "release".into());
     let mut build = cargo();
-    build.args(["build", "--quiet", "--profile", &profile, "-p", "paligemma-cli", "--bin", "pgrs"]);
+    build.args(["build", "--quiet", "--profile", &profile, "-p", package, "--bin", bin]);
     let code = status_code(build)?;
     if code != 0 {
         return Ok(code);
@@ -40,7 +49,7 @@ pub fn run_cli(sub: &str, args: &[String]) -> Result<i32> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| setup::repo_root().join("target"));
-    let mut cmd = Command::new(target.join(dir).join("pgrs"));
+    let mut cmd = Command::new(target.join(dir).join(bin));
     cmd.arg(sub).args(args);
     status_code(cmd)
 }

@@ -1,19 +1,14 @@
 //! `cargo xtask`: the project's front door.
 //!
-//! xtask links no libtorch, because it is what installs libtorch (`setup`). Commands that need libtorch are
-//! forwarded to the project's own CLI binary (`pgrs`, crate `paligemma-cli`), which xtask builds and runs
-//! with the right environment after making sure libtorch is present. Commands that need no libtorch
-//! (dataset work, scoring, weight conversion) run right here and never wait for it.
+//! xtask links no libtorch, because it is what installs libtorch (`setup`), and it builds in seconds on a fresh
+//! machine. Commands that need libtorch are forwarded to the project's own CLI binary (`pgrs`, crate
+//! `paligemma-cli`), which xtask builds and runs after making sure libtorch is present. Commands that need no
+//! libtorch (datasets, scoring, reports) are forwarded to `pgtools` (crate `paligemma-tools`) and never wait for
+//! it; weight conversion runs right here.
+mod bench_launch;
 mod convert;
-mod data;
-mod data_bench;
-mod data_eda;
 mod launcher;
 mod npz;
-mod report_cmd;
-mod score;
-mod score_bench;
-mod score_inputs;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -85,28 +80,75 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`.
+    /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`, `train`,
+    /// `generate`, `fullsize` (`all`: all but fullsize).
     /// Results are printed and appended to docs/benchmarks.md.
     Bench {
-        /// Which benchmark: metrics | data | all.
+        /// Which benchmark: metrics | data | train | generate | fullsize | all.
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    #[command(flatten)]
-    Score(score::Command),
-    #[command(flatten)]
-    Data(data::Command),
-    #[command(flatten)]
-    Report(report_cmd::Command),
+    /// Score captions with the COCO metrics (pycocoevalcap-equal): Bleu_1-4, METEOR, ROUGE_L, CIDEr.
+    #[command(disable_help_flag = true)]
+    Score {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Check a dataset: missing/unreadable images, duplicates, empty captions, special tokens, splits, sizes.
+    #[command(disable_help_flag = true)]
+    Validate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Exploratory data analysis: stats.json, plots (PNG and SVG) and report.html in --out.
+    #[command(disable_help_flag = true)]
+    Eda {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Render a deterministic synthetic aerial dataset (Karpathy JSON + PNGs), the demo's data.
+    #[command(disable_help_flag = true)]
+    Synth {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Download a known dataset (see --list), or any file with --url and --sha256; resumable, verified.
+    #[command(disable_help_flag = true)]
+    Download {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Rebuild a run's plots and self-contained report.html (or every run in a folder).
+    #[command(disable_help_flag = true)]
+    Report {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Compare runs side by side: ranked table (compare.md), compare.html, overlaid curves.
+    #[command(disable_help_flag = true)]
+    Compare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn with(name: &str, args: &[String]) -> Vec<String> {
+    std::iter::once(name.to_string()).chain(args.iter().cloned()).collect()
 }
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
     match name {
-        "metrics" => score_bench::bench(args),
-        "data" => data_bench::bench(args),
-        "all" => Ok(score_bench::bench(args)?.max(data_bench::bench(args)?)),
-        other => anyhow::bail!("unknown benchmark `{other}`: expected metrics, data or all"),
+        "metrics" | "data" => launcher::run_tool("bench", &with(name, args)),
+        "train" | "generate" | "fullsize" => bench_launch::run(name, args),
+        // everything but `fullsize` (minutes, ~12 GB of generated weights)
+        "all" => Ok(launcher::run_tool("bench", &with("metrics", args))?
+            .max(launcher::run_tool("bench", &with("data", args))?)
+            .max(bench_launch::run("train", args)?)
+            .max(bench_launch::run("generate", args)?)),
+        other => anyhow::bail!(
+            "unknown benchmark `{other}`: expected metrics, data, train, generate, fullsize or all"
+        ),
     }
 }
 
@@ -125,9 +167,13 @@ fn main() {
         Command::Sweep { args } => launcher::run_cli("sweep", &args),
         Command::Plan { args } => launcher::run_cli("plan", &args),
         Command::Bench { name, args } => bench(&name, &args),
-        Command::Score(c) => score::run(c),
-        Command::Data(c) => data::run(c),
-        Command::Report(c) => report_cmd::run(c),
+        Command::Score { args } => launcher::run_tool("score", &args),
+        Command::Validate { args } => launcher::run_tool("validate", &args),
+        Command::Eda { args } => launcher::run_tool("eda", &args),
+        Command::Synth { args } => launcher::run_tool("synth", &args),
+        Command::Download { args } => launcher::run_tool("download", &args),
+        Command::Report { args } => launcher::run_tool("report", &args),
+        Command::Compare { args } => launcher::run_tool("compare", &args),
     };
     match result {
         Ok(code) => std::process::exit(code),

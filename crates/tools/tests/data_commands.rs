@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("xtask runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgtools")).args(args).output().expect("xtask runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

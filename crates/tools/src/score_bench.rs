@@ -18,10 +18,7 @@ use crate::score::{print_stdout, write_atomically};
 use crate::score_inputs::load_references;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The reference venv's python, found the way `setup` places it.

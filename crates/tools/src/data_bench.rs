@@ -12,7 +12,7 @@ use rsicd_data::cache::PixelCache;
 use rsicd_data::{ImagePreprocessor, Item, Resample};
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn shared_images() -> Result<PathBuf> {
