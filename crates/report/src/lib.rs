@@ -38,7 +38,7 @@ pub use ordered_map::OrderedMap;
 pub use run_dir::Run;
 pub use run_info::{Baseline, RunInfo};
 pub use table::Table;
-pub use time::utc_stamp;
+pub use time::{unix_now, utc_date, utc_rfc3339, utc_stamp};
 
 /// Writes `plots/*` and `report.html` into `run_dir` (atomically) and returns the path of the report.
 ///

@@ -77,6 +77,23 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-mm-dd` (UTC) for the given seconds since the epoch.
+pub fn utc_date(unix_seconds: u64) -> String {
+    let (y, m, d) = civil_from_days((unix_seconds / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// RFC 3339 (UTC, whole seconds) for the given seconds since the epoch.
+pub fn utc_rfc3339(unix_seconds: u64) -> String {
+    let rem = unix_seconds % 86_400;
+    format!("{}T{:02}:{:02}:{:02}Z", utc_date(unix_seconds), rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Seconds since the epoch now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// The inverse of [`days_from_civil`].
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;

@@ -11,27 +11,10 @@ pub struct RunDir {
     metrics: std::fs::File,
 }
 
-/// UTC `YYYYmmdd-HHMMSS` and RFC 3339 forms of now (civil-from-days, no date crate needed).
+/// UTC `YYYYmmdd-HHMMSS` and RFC 3339 forms of now.
 pub fn now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    (
-        format!("{y:04}{mo:02}{d:02}-{h:02}{m:02}{s:02}"),
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z"),
-    )
+    let secs = report::unix_now();
+    (report::utc_stamp(secs), report::utc_rfc3339(secs))
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
