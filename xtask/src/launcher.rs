@@ -18,11 +18,12 @@ fn status_code(mut cmd: Command) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-/// `cargo xtask test [args]` = setup, then `cargo test --workspace [args]`.
+/// `cargo xtask test [args]` = setup, then `cargo test --workspace --no-fail-fast [args]` (every failing test binary
+/// is reported in one run, which matters when a CI run takes most of an hour).
 pub fn cargo_test(args: &[String]) -> Result<i32> {
     setup::ensure(false)?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]).args(args);
+    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
     status_code(cmd)
 }
 

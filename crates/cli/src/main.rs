@@ -1,5 +1,6 @@
 //! `pgrs`: the project's CLI for everything that needs libtorch. Users normally reach it through `cargo xtask …`,
 //! which installs libtorch first and then builds and runs this binary.
+mod bench;
 mod caption;
 mod device;
 mod doctor;
@@ -38,6 +39,8 @@ enum Command {
     Sweep(train_cmd::SweepArgs),
     /// The main job: synthetic sample, a small PaliGemma trained from scratch, before/after metrics, report.
     Demo(train_cmd::DemoArgs),
+    /// Benchmarks against transformers + PEFT measured in the same run: train, generate, fullsize.
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -57,6 +60,7 @@ fn main() {
         Command::Sweep(args) => train_cmd::run_sweep(&args),
         Command::Plan(args) => plan_cmd::run_plan(&args),
         Command::Demo(args) => train_cmd::run_demo(&args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

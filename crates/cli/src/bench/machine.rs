@@ -1,0 +1,73 @@
+//! What the figures were measured on: CPU, cores, memory, GPU, build profile, commit, load while measuring.
+use std::process::Command;
+
+fn first_line_with(path: &str, prefix: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        l.starts_with(prefix).then(|| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    })
+}
+
+pub fn cpu() -> String {
+    let model =
+        first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = first_line_with("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(String::new(), |kib| format!(", {:.0} GiB RAM", kib / (1u64 << 20) as f64));
+    format!("{model}, {cpus} logical CPUs{mem}")
+}
+
+pub fn gpu() -> Option<String> {
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; "))
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+pub fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    }
+}
+
+/// One line for the record: machine, build and the reference's versions.
+pub fn describe(device: &str, versions: &serde_json::Value) -> String {
+    let v = |k: &str| versions.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
+    let dev = if device.starts_with("cuda") {
+        format!("GPU: {}; host: {}", gpu().unwrap_or_else(|| "unknown".into()), cpu())
+    } else {
+        format!("CPU only: {}", cpu())
+    };
+    format!(
+        "{dev}. Rust: `pgrs` {} build at {}, libtorch {} (the reference venv's). Reference: Python {}, torch {}, \
+         transformers {}, peft {}. Load average at the end: {}.",
+        profile(),
+        commit(),
+        v("torch"),
+        v("python"),
+        v("torch"),
+        v("transformers"),
+        v("peft"),
+        load_average()
+    )
+}

@@ -1,0 +1,353 @@
+//! The benchmark harness itself (not timings): on the tiny `mqa` fixture, the Rust worker (`pgrs bench worker`) must
+//! give the losses and generated ids that the reference worker (`scripts/bench/hf_worker.py`, transformers 5.23 +
+//! PEFT 0.21) gave on the same inputs, for LoRA (plain and checkpointed, f32 and bf16), attention-only, soft prompt,
+//! greedy and beam search.
+//!
+//! The reference's results are committed (`tests/bench_tiny/reference.json`, with a fingerprint of the inputs they
+//! were computed on), so this runs without Python. Where the reference venv has transformers and peft, the reference
+//! worker is also run live, and one whole `pgrs bench train` on the tiny model checks the orchestration.
+//! Regenerate the committed file with
+//! `cargo test -p paligemma-cli --test bench_harness -- --ignored regenerate_reference`.
+#[allow(dead_code)]
+#[path = "../src/bench/inputs.rs"]
+mod inputs;
+#[allow(dead_code)]
+#[path = "../src/bench/spec.rs"]
+mod spec;
+
+use serde_json::{json, Value};
+use spec::{Spec, Task, WorkerResult};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn model() -> PathBuf {
+    root().join("data/fixtures/mqa")
+}
+
+fn reference_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bench_tiny/reference.json")
+}
+
+struct Case {
+    name: &'static str,
+    task: Task,
+    strategy: &'static str,
+    dtype: &'static str,
+    checkpointing: bool,
+    beams: usize,
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        name: "lora-f32",
+        task: Task::Train,
+        strategy: "lora",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        name: "lora-f32-ckpt",
+        task: Task::Train,
+        strategy: "lora",
+        dtype: "f32",
+        checkpointing: true,
+        beams: 1,
+    },
+    Case {
+        name: "lora-bf16",
+        task: Task::Train,
+        strategy: "lora",
+        dtype: "bf16",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        name: "attention-f32",
+        task: Task::Train,
+        strategy: "hard_prompt",
+        dtype: "f32",
+        checkpointing: true,
+        beams: 1,
+    },
+    Case {
+        name: "soft-f32",
+        task: Task::Train,
+        strategy: "soft_prompt",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        name: "greedy",
+        task: Task::Generate,
+        strategy: "none",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        name: "beam3",
+        task: Task::Generate,
+        strategy: "none",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 3,
+    },
+];
+
+/// Writes the inputs of every case into `dir` (the same code the benchmarks use); returns a fingerprint of them.
+fn write_inputs(dir: &Path) -> Value {
+    let cfg = paligemma::PaliGemmaConfig::from_file(&model().join("config.json")).unwrap();
+    inputs::write_train(&model(), 3, 0, 5, &dir.join("train.safetensors")).unwrap();
+    inputs::write_train(&model(), 3, 4, 5, &dir.join("train-soft.safetensors")).unwrap();
+    inputs::write_generate(&model(), 3, 6, &dir.join("generate.safetensors")).unwrap();
+    inputs::write_init(&cfg, "lora", 4, 0, 7, &dir.join("init-lora.safetensors")).unwrap();
+    inputs::write_init(&cfg, "soft_prompt", 0, 4, 8, &dir.join("init-soft.safetensors")).unwrap();
+    let mut fp = serde_json::Map::new();
+    for f in ["train", "train-soft", "generate", "init-lora", "init-soft"] {
+        let mut tensors =
+            tch::Tensor::read_safetensors(dir.join(format!("{f}.safetensors"))).unwrap();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let sums: Vec<Value> = tensors
+            .iter()
+            .map(|(n, t)| {
+                let abs_sum = t.to_kind(tch::Kind::Double).abs().sum(tch::Kind::Double);
+                json!([n, f64::try_from(abs_sum).unwrap()])
+            })
+            .collect();
+        fp.insert(f.into(), Value::Array(sums));
+    }
+    Value::Object(fp)
+}
+
+/// Same tensor names and sums of absolute values within 1e-9 relative (summation order may differ by a rounding).
+fn same_fingerprint(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return false };
+    a.len() == b.len()
+        && a.iter().all(|(file, x)| {
+            let (Some(x), Some(y)) = (x.as_array(), b.get(file).and_then(Value::as_array)) else {
+                return false;
+            };
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| {
+                    let (px, qx) =
+                        (p[1].as_f64().unwrap_or(f64::NAN), q[1].as_f64().unwrap_or(f64::NAN));
+                    p[0] == q[0] && (px - qx).abs() <= 1e-9 * qx.abs().max(1.0)
+                })
+        })
+}
+
+fn spec_for(c: &Case, dir: &Path) -> Spec {
+    let soft = c.strategy == "soft_prompt";
+    Spec {
+        task: c.task,
+        model_dir: model(),
+        inputs: dir.join(match (c.task, soft) {
+            (Task::Generate, _) => "generate.safetensors",
+            (_, true) => "train-soft.safetensors",
+            _ => "train.safetensors",
+        }),
+        init: match c.strategy {
+            "lora" => Some(dir.join("init-lora.safetensors")),
+            "soft_prompt" => Some(dir.join("init-soft.safetensors")),
+            _ => None,
+        },
+        strategy: c.strategy.into(),
+        dtype: c.dtype.into(),
+        device: "cpu".into(),
+        checkpointing: c.checkpointing,
+        threads: 1,
+        warmup: 1,
+        steps: 2,
+        lr: 1e-2,
+        lora_r: 4,
+        lora_alpha: 8.0,
+        max_grad_norm: Some(1.0),
+        num_beams: c.beams,
+        max_new_tokens: 8,
+        profile: false,
+        siglip_dir: None,
+        gemma_dir: None,
+        soft_len: if soft { 4 } else { 0 },
+        plan: false,
+    }
+}
+
+fn run_rust(spec: &Spec, dir: &Path, name: &str) -> WorkerResult {
+    let spec_path = dir.join(format!("{name}.spec.json"));
+    let out = dir.join(format!("{name}.rust.json"));
+    spec::write_json(&spec_path, spec).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pgrs"))
+        .args(["bench", "worker", "--spec"])
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    spec::read_json(&out).unwrap()
+}
+
+fn reference_python() -> Option<PathBuf> {
+    let py = std::env::var_os("PALIGEMMA_PYTHON").map(PathBuf::from).or_else(|| {
+        let p = PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cache/paligemma-rs/torch-2.13.0/venv/bin/python");
+        p.is_file().then_some(p)
+    })?;
+    let ok = Command::new(&py)
+        .args(["-c", "import transformers, peft; assert transformers.__version__ == '5.23.0'"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}
+
+fn run_hf(py: &Path, spec: &Spec, dir: &Path, name: &str) -> WorkerResult {
+    let spec_path = dir.join(format!("{name}.spec.json"));
+    let out = dir.join(format!("{name}.hf.json"));
+    spec::write_json(&spec_path, spec).unwrap();
+    let o = Command::new(py)
+        .arg(root().join("scripts/bench/hf_worker.py"))
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&out)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    spec::read_json(&out).unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pg-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Losses agree (f32: every step, through identical updates; bf16: the first step), ids are identical.
+fn assert_same(name: &str, dtype: &str, ours: &Value, theirs: &Value) {
+    let ids = |v: &Value| v["ids"].clone();
+    assert_eq!(ids(ours), ids(theirs), "{name}: generated ids differ");
+    let l = |v: &Value| -> Vec<f64> {
+        v["losses"].as_array().map_or(vec![], |a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+    };
+    let (a, b) = (l(ours), l(theirs));
+    assert_eq!(a.len(), b.len(), "{name}: step counts differ");
+    let (n, tol) = if dtype == "f32" { (a.len(), 1e-4) } else { (a.len().min(1), 2e-2) };
+    for i in 0..n {
+        let rel = (a[i] - b[i]).abs() / b[i].abs();
+        assert!(
+            rel <= tol,
+            "{name}: step {i} loss {} vs reference {} (relative {rel:.2e} > {tol:e})",
+            a[i],
+            b[i]
+        );
+    }
+    if dtype == "f32" && a.len() > 1 {
+        assert!(a[0] != a[a.len() - 1], "{name}: the loss never moved; the update did nothing");
+    }
+}
+
+fn pick(r: &WorkerResult) -> Value {
+    json!({"losses": r.losses, "ids": r.ids, "trainable_params": r.trainable_params})
+}
+
+#[test]
+fn rust_worker_matches_the_committed_reference() {
+    let dir = temp("harness");
+    let fingerprint = write_inputs(&dir);
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(reference_file()).expect("committed reference.json"),
+    )
+    .unwrap();
+    assert!(
+        same_fingerprint(&reference["inputs"], &fingerprint),
+        "the benchmark inputs changed since reference.json was made; regenerate it (see this file's header)\n\
+         committed: {}\nnow: {fingerprint}",
+        reference["inputs"]
+    );
+    for c in &CASES {
+        let ours = pick(&run_rust(&spec_for(c, &dir), &dir, c.name));
+        let theirs = &reference["cases"][c.name];
+        assert!(theirs.is_object(), "{}: not in reference.json", c.name);
+        assert_same(c.name, c.dtype, &ours, theirs);
+        if c.task == Task::Train {
+            assert_eq!(
+                ours["trainable_params"], theirs["trainable_params"],
+                "{}: trainable parameters",
+                c.name
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_reference_worker_and_orchestrator() {
+    let Some(py) = reference_python() else {
+        eprintln!("skipped: no Python with transformers 5.23 + peft (set PALIGEMMA_PYTHON or run cargo xtask setup)");
+        return;
+    };
+    let dir = temp("live");
+    write_inputs(&dir);
+    for c in CASES.iter().filter(|c| ["lora-f32-ckpt", "soft-f32", "beam3"].contains(&c.name)) {
+        let spec = spec_for(c, &dir);
+        let ours = pick(&run_rust(&spec, &dir, c.name));
+        let theirs = pick(&run_hf(&py, &spec, &dir, c.name));
+        assert_same(c.name, c.dtype, &ours, &theirs);
+    }
+    // One whole benchmark run on the tiny model: both sides, the loss check, the table.
+    let o = Command::new(env!("CARGO_BIN_EXE_pgrs"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "train",
+            "--model",
+            "data/fixtures/mqa",
+            "--only",
+            "lora-b1-f32",
+            "--rounds",
+            "1",
+        ])
+        .args(["--steps", "1", "--no-record", "--work-dir"])
+        .arg(dir.join("work"))
+        .arg("--python")
+        .arg(&py)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("| LoRA r8 q/k/v/o | 1 | f32 | off |"), "{stdout}");
+    assert!(!stdout.contains("DISAGREE"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `tests/bench_tiny/reference.json` from the reference worker (needs the venv with transformers + peft).
+#[test]
+#[ignore]
+fn regenerate_reference() {
+    let py = reference_python().expect("a Python with transformers 5.23 and peft 0.21");
+    let dir = temp("regen");
+    let fingerprint = write_inputs(&dir);
+    let mut cases = serde_json::Map::new();
+    for c in &CASES {
+        let r = run_hf(&py, &spec_for(c, &dir), &dir, c.name);
+        cases.insert(c.name.into(), pick(&r));
+    }
+    let v = json!({
+        "generator": "cargo test -p paligemma-cli --test bench_harness -- --ignored regenerate_reference",
+        "model": "data/fixtures/mqa",
+        "inputs": fingerprint,
+        "cases": cases,
+    });
+    std::fs::create_dir_all(reference_file().parent().unwrap()).unwrap();
+    std::fs::write(reference_file(), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
