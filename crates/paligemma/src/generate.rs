@@ -8,7 +8,8 @@
 //! (and is tested to) give the same ids.
 use crate::{collate, PadSide, PaliGemma, Segment, Sequence};
 use gemma::KvCache;
-use tch::{Kind, Tensor};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
@@ -36,26 +37,82 @@ pub fn generate(
     soft_prompt: Option<&Tensor>,
     cfg: &GenerationConfig,
 ) -> Vec<Vec<i64>> {
+    run(model, prompts, pixel_values, soft_prompt, cfg, None).0
+}
+
+/// `generate`, also returning the wall time (seconds) spent in each block: vision tower + projector, embeddings,
+/// the decoder stack, the output head, and the rest of the loop (batching, selection, cache reordering). The
+/// benchmarks use it to say where generation time goes; on CUDA each block ends with a device synchronization, so
+/// the profiled call is slower than a plain one.
+pub fn generate_profiled(
+    model: &PaliGemma,
+    prompts: &[Sequence],
+    pixel_values: &Tensor,
+    soft_prompt: Option<&Tensor>,
+    cfg: &GenerationConfig,
+) -> (Vec<Vec<i64>>, Vec<(&'static str, f64)>) {
+    let timings = Timings { device: model.device(), last: Instant::now(), blocks: Vec::new() };
+    let (ids, t) = run(model, prompts, pixel_values, soft_prompt, cfg, Some(timings));
+    (ids, t.map(|t| t.blocks).unwrap_or_default())
+}
+
+/// Block names of `generate_profiled` (the benchmark's Python side uses the same strings).
+pub const BLOCK_VISION: &str = "vision tower + projector";
+pub const BLOCK_EMBED: &str = "embeddings";
+pub const BLOCK_DECODER: &str = "decoder stack (layers, final norm)";
+pub const BLOCK_HEAD: &str = "output head";
+pub const BLOCK_REST: &str = "rest of generate (masks, merge, selection, cache, glue)";
+
+struct Timings {
+    device: Device,
+    last: Instant,
+    blocks: Vec<(&'static str, f64)>,
+}
+
+impl Timings {
+    fn lap(&mut self, name: &'static str) {
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        let dt = self.last.elapsed().as_secs_f64();
+        match self.blocks.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += dt,
+            None => self.blocks.push((name, dt)),
+        }
+        self.last = Instant::now();
+    }
+}
+
+fn run(
+    model: &PaliGemma,
+    prompts: &[Sequence],
+    pixel_values: &Tensor,
+    soft_prompt: Option<&Tensor>,
+    cfg: &GenerationConfig,
+    timings: Option<Timings>,
+) -> (Vec<Vec<i64>>, Option<Timings>) {
     if prompts.is_empty() || cfg.max_new_tokens == 0 {
-        return vec![vec![]; prompts.len()];
+        return (vec![vec![]; prompts.len()], timings);
     }
     tch::no_grad(|| {
         let batch =
             collate(prompts, PadSide::Left, model.config.pad_token_id).to_device(model.device());
-        let feats = model.image_features(&pixel_values.to_device(model.device()));
         let mut state = State {
             model,
             ids: batch.ids,
             segments: batch.segments,
-            feats,
+            feats: Tensor::new(),
             soft: soft_prompt.map(|s| s.shallow_clone()),
             cache: cfg.use_cache.then(|| KvCache::new(model.language_model.layers.len())),
+            timings,
         };
-        if cfg.num_beams <= 1 {
-            greedy(&mut state, cfg)
-        } else {
-            beam_search(&mut state, cfg)
-        }
+        state.lap(BLOCK_REST);
+        state.feats = model.image_features(&pixel_values.to_device(model.device()));
+        state.lap(BLOCK_VISION);
+        let ids =
+            if cfg.num_beams <= 1 { greedy(&mut state, cfg) } else { beam_search(&mut state, cfg) };
+        state.lap(BLOCK_REST);
+        (ids, state.timings)
     })
 }
 
@@ -67,12 +124,20 @@ struct State<'a> {
     feats: Tensor,
     soft: Option<Tensor>,
     cache: Option<KvCache>,
+    timings: Option<Timings>,
 }
 
 impl State<'_> {
+    fn lap(&mut self, name: &'static str) {
+        if let Some(t) = &mut self.timings {
+            t.lap(name);
+        }
+    }
+
     /// Next-token logits `[rows, V]` (f32) for the current sequences. With a cache, only the positions the cache
     /// has not seen yet are run.
     fn logits(&mut self) -> Tensor {
+        self.lap(BLOCK_REST);
         let t = self.ids.size()[1];
         let seen = self.cache.as_ref().map_or(0, KvCache::len);
         let xs = if seen == 0 {
@@ -80,9 +145,13 @@ impl State<'_> {
         } else {
             self.model.language_model.embed(&self.ids.narrow(1, seen, t - seen))
         };
+        self.lap(BLOCK_EMBED);
         let h = self.model.decode_step(&xs, &self.segments, self.cache.as_mut());
+        self.lap(BLOCK_DECODER);
         let last = h.narrow(1, h.size()[1] - 1, 1).squeeze_dim(1);
-        self.model.language_model.logits(&last).to_kind(Kind::Float)
+        let logits = self.model.language_model.logits_decode(&last).to_kind(Kind::Float);
+        self.lap(BLOCK_HEAD);
+        logits
     }
 
     /// Appends one generated token per row (`tokens [rows]`) to the causal suffix.

@@ -23,7 +23,7 @@ mod tokenizer;
 
 pub use config::PaliGemmaConfig;
 pub use error::PaliGemmaError;
-pub use generate::{generate, GenerationConfig};
+pub use generate::{generate, generate_profiled, GenerationConfig};
 pub use load::{load, LoadOptions, Loaded};
 pub use model::{LossOutput, LossReduction, PaliGemma};
 pub use segment::Segment;

@@ -71,6 +71,7 @@ pub fn run(a: &Args) -> Result<i32> {
         list.len()
     );
     let mut rows = Vec::new();
+    let mut specs = Vec::new();
     for (n, k) in list.iter().enumerate() {
         let file = inputs_dir.join(format!("generate-b{}.safetensors", k.batch));
         inputs::write_generate(&model, k.batch, 2000 + k.batch as i64, &file)?;
@@ -124,6 +125,20 @@ pub fn run(a: &Args) -> Result<i32> {
             summary(&row.hf, |r| &r.gen_s).map_or("-".into(), |s| secs_range(&s)),
         );
         rows.push(row);
+        specs.push(spec);
+    }
+    // Where the speed target is missed (or when asked), where the time goes: one more process per side, timed
+    // calls first, then profiled ones (`paligemma::generate_profiled` / forward hooks on the same blocks).
+    let mut profiles = Vec::new();
+    for (row, spec) in rows.iter().zip(&specs) {
+        let missed = row_speed(row).is_none_or(|x| x < SPEED_TARGET);
+        if missed || c.profile {
+            let spec = Spec { profile: true, warmup: 1, steps: 1, ..spec.clone() };
+            let tag = format!("profile-generate-{}", row.case.label());
+            let rust = runner.run(Side::Rust, &spec, &tag)?;
+            let hf = runner.run(Side::Hf, &spec, &tag)?;
+            profiles.push((row.case.clone(), rust, hf));
+        }
     }
     let raw = work.join(format!("results-generate-{}.json", trainer::run::now().0));
     write_json(
@@ -133,7 +148,7 @@ pub fn run(a: &Args) -> Result<i32> {
             .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}))
             .collect::<Vec<_>>(),
     )?;
-    let section = render(a, &rows, &versions, threads, rounds, steps);
+    let section = render(a, &rows, &profiles, &versions, threads, rounds, steps);
     println!("{section}");
     if !c.no_record {
         report::append(&cases::resolve(&repo, &c.record), &section)?;
@@ -143,9 +158,15 @@ pub fn run(a: &Args) -> Result<i32> {
     Ok(if !strict || rows.iter().all(|r| r.same_ids) { 0 } else { 2 })
 }
 
+fn row_speed(r: &Row) -> Option<f64> {
+    let (ours, theirs) = (summary(&r.rust, |x| &x.gen_s)?, summary(&r.hf, |x| &x.gen_s)?);
+    Some(theirs.median / ours.median)
+}
+
 fn render(
     a: &Args,
     rows: &[Row],
+    profiles: &[(GenerateCase, WorkerResult, WorkerResult)],
     versions: &serde_json::Value,
     threads: usize,
     rounds: usize,
@@ -224,5 +245,43 @@ fn render(
          of {} cases.\n",
         rows.len()
     );
+    for (k, rust, hf) in profiles {
+        s += &format!(
+            "\nWhere the time of one call goes, {} at batch {} (mean of the profiled calls of one process per side; \
+             blocks end with the same hooks on both sides):\n\n",
+            if k.beams == 1 { "greedy".to_string() } else { format!("beam {}", k.beams) },
+            k.batch
+        );
+        s += &profile_table(rust, hf);
+    }
     s
+}
+
+fn profile_table(rust: &WorkerResult, hf: &WorkerResult) -> String {
+    let (r, h) = (rust.profile.clone().unwrap_or_default(), hf.profile.clone().unwrap_or_default());
+    let mut names: Vec<String> = r.iter().map(|(k, _)| k.clone()).collect();
+    for (k, _) in &h {
+        if !names.contains(k) {
+            names.push(k.clone());
+        }
+    }
+    let get = |v: &[(String, f64)], k: &str| v.iter().find(|(n, _)| n == k).map(|(_, s)| *s);
+    let ms = |x: Option<f64>| x.map_or("-".into(), |s| format!("{:.1} ms", s * 1e3));
+    let (rt, ht): (f64, f64) = (r.iter().map(|x| x.1).sum(), h.iter().map(|x| x.1).sum());
+    let share = |x: Option<f64>, total: f64| {
+        x.filter(|_| total > 0.0).map_or("-".into(), |v| format!("{:.0}%", 100.0 * v / total))
+    };
+    let mut rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|k| {
+            let (a, b) = (get(&r, k), get(&h, k));
+            vec![k.clone(), ms(a), share(a, rt), ms(b), share(b, ht)]
+        })
+        .collect();
+    rows.push(vec!["**total**".into(), ms(Some(rt)), "100%".into(), ms(Some(ht)), "100%".into()]);
+    report::table(
+        &["block", "ours", "share", "transformers", "share"],
+        &[false, true, true, true, true],
+        &rows,
+    )
 }
