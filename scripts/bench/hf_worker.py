@@ -256,6 +256,27 @@ def run_train(model, params, spec, inputs, sync, result):
         result["profile"] = profile.summary()
 
 
+def time_blocks(blocks, add):
+    """Forward hooks on each block's modules that call `add(name, seconds)` after every forward."""
+    started = {}
+
+    def pre(name):
+        def f(*_):
+            started[name] = time.perf_counter()
+        return f
+
+    def post(name):
+        def f(*_):
+            if name in started:
+                add(name, time.perf_counter() - started.pop(name))
+        return f
+
+    for name, mods in blocks:
+        for m in mods:
+            m.register_forward_pre_hook(pre(name))
+            m.register_forward_hook(post(name))
+
+
 class Profile:
     """Wall time by block from forward hooks (forward pass) and marks (backward, optimizer), averaged over steps."""
 
@@ -267,22 +288,7 @@ class Profile:
         self.blocks += [(f"decoder layer {i}", [l]) for i, l in enumerate(inner.language_model.layers)]
         self.blocks += [("final norm", [inner.language_model.norm]), ("output head (every position)", [base.lm_head])]
         self.acc, self.cur, self.n, self.last = {}, {}, 0, None
-        for name, mods in self.blocks:
-            for m in mods:
-                m.register_forward_pre_hook(self._pre(name))
-                m.register_forward_hook(self._post(name))
-        self.open = {}
-
-    def _pre(self, name):
-        def f(*_):
-            self.open[name] = time.perf_counter()
-        return f
-
-    def _post(self, name):
-        def f(*_):
-            if name in self.open:
-                self.cur[name] = self.cur.get(name, 0.0) + time.perf_counter() - self.open.pop(name)
-        return f
+        time_blocks(self.blocks, lambda name, dt: self.cur.__setitem__(name, self.cur.get(name, 0.0) + dt))
 
     def mark(self, what):
         now = time.perf_counter()
@@ -360,22 +366,8 @@ class GenerateProfile:
                   ("decoder stack (layers, final norm)", [inner.language_model]),
                   ("output head", [base.lm_head])]
         self.order = [name for name, _ in blocks] + [REST]
-        self.acc, self.open, self.n = {}, {}, 0
-        for name, mods in blocks:
-            for m in mods:
-                m.register_forward_pre_hook(self._pre(name))
-                m.register_forward_hook(self._post(name))
-
-    def _pre(self, name):
-        def f(*_):
-            self.open[name] = time.perf_counter()
-        return f
-
-    def _post(self, name):
-        def f(*_):
-            if name in self.open:
-                self.acc[name] = self.acc.get(name, 0.0) + time.perf_counter() - self.open.pop(name)
-        return f
+        self.acc, self.n = {}, 0
+        time_blocks(blocks, lambda name, dt: self.acc.__setitem__(name, self.acc.get(name, 0.0) + dt))
 
     def call(self, fn, sync):
         hooked = lambda: sum(v for k, v in self.acc.items() if k != REST)

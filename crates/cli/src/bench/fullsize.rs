@@ -7,10 +7,10 @@
 //! figures for batch 8 on a 16 GB GPU.
 use super::cases;
 use super::inputs;
-use super::runner::{find_python, Runner, Side};
+use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::mib;
-use super::{machine, report, Common};
+use super::{machine, report, Common, Session};
 use anyhow::Result;
 use trainer::memory::{self, PlanInput};
 use trainer::ExperimentConfig;
@@ -41,13 +41,7 @@ struct Case {
 
 pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
-    let repo = cases::repo_root();
-    let work = cases::resolve(&repo, &c.work_dir);
-    let python = find_python(c.python.as_deref());
-    let runner = Runner::new(python.clone(), &repo, work.join("logs"))?;
-    let versions = runner.check_python()?;
-    let threads =
-        c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let Session { repo, work, python, runner, versions, threads } = c.session()?;
     // One weights set on disk at a time (5.9 GB, then 5.8 GB): the composition's directories are written after the
     // PaliGemma one is gone, unless --keep-weights.
     let (pt_dir, siglip_dir, gemma_dir) = (

@@ -4,10 +4,10 @@
 //! decoding); time to first token = a `generate` call with one new token.
 use super::cases::{self, GenerateCase};
 use super::inputs;
-use super::runner::{find_python, Runner, Side};
+use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
-use super::{machine, report, Common};
+use super::{machine, report, Common, Session};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -44,18 +44,10 @@ pub fn run(a: &Args) -> Result<i32> {
     if !matches!(a.dtype.as_str(), "f32" | "bf16" | "f16") {
         bail!("--dtype `{}`: expected f32, bf16 or f16", a.dtype);
     }
-    let repo = cases::repo_root();
-    let work = cases::resolve(&repo, &c.work_dir);
-    let python = find_python(c.python.as_deref());
-    let runner = Runner::new(python.clone(), &repo, work.join("logs"))?;
-    let versions = runner.check_python()?;
-    let model = match &a.model {
-        Some(m) => m.clone(),
-        None => cases::ensure_model(&python, &repo, "midsize", &work.join("midsize"))?,
-    };
-    let threads =
-        c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let rounds = c.rounds.unwrap_or(if c.quick { 1 } else { 2 });
+    let session = c.session()?;
+    let model = session.model_or_midsize(a.model.as_deref())?;
+    let Session { repo, work, runner, versions, threads, .. } = session;
+    let rounds = c.rounds();
     let steps = c.steps.unwrap_or(2);
     let mut list = cases::generate_cases(c.quick);
     if let Some(f) = &c.only {
@@ -252,36 +244,11 @@ fn render(
             if k.beams == 1 { "greedy".to_string() } else { format!("beam {}", k.beams) },
             k.batch
         );
-        s += &profile_table(rust, hf);
+        s += &report::profile_table(
+            rust.profile.as_deref().unwrap_or_default(),
+            hf.profile.as_deref().unwrap_or_default(),
+            "transformers",
+        );
     }
     s
-}
-
-fn profile_table(rust: &WorkerResult, hf: &WorkerResult) -> String {
-    let (r, h) = (rust.profile.clone().unwrap_or_default(), hf.profile.clone().unwrap_or_default());
-    let mut names: Vec<String> = r.iter().map(|(k, _)| k.clone()).collect();
-    for (k, _) in &h {
-        if !names.contains(k) {
-            names.push(k.clone());
-        }
-    }
-    let get = |v: &[(String, f64)], k: &str| v.iter().find(|(n, _)| n == k).map(|(_, s)| *s);
-    let ms = |x: Option<f64>| x.map_or("-".into(), |s| format!("{:.1} ms", s * 1e3));
-    let (rt, ht): (f64, f64) = (r.iter().map(|x| x.1).sum(), h.iter().map(|x| x.1).sum());
-    let share = |x: Option<f64>, total: f64| {
-        x.filter(|_| total > 0.0).map_or("-".into(), |v| format!("{:.0}%", 100.0 * v / total))
-    };
-    let mut rows: Vec<Vec<String>> = names
-        .iter()
-        .map(|k| {
-            let (a, b) = (get(&r, k), get(&h, k));
-            vec![k.clone(), ms(a), share(a, rt), ms(b), share(b, ht)]
-        })
-        .collect();
-    rows.push(vec!["**total**".into(), ms(Some(rt)), "100%".into(), ms(Some(ht)), "100%".into()]);
-    report::table(
-        &["block", "ours", "share", "transformers", "share"],
-        &[false, true, true, true, true],
-        &rows,
-    )
 }

@@ -23,7 +23,8 @@ mod train;
 mod worker;
 
 use anyhow::Result;
-use std::path::PathBuf;
+use runner::{find_python, Runner};
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -68,6 +69,47 @@ pub struct Common {
     /// Profile both sides by block (forward blocks, backward, optimizer) even where targets are met.
     #[arg(long)]
     pub profile: bool,
+}
+
+/// What every orchestrating benchmark sets up first.
+pub struct Session {
+    pub repo: PathBuf,
+    pub work: PathBuf,
+    pub python: PathBuf,
+    pub runner: Runner,
+    /// Versions the reference interpreter reported (checked to have torch, transformers and peft).
+    pub versions: serde_json::Value,
+    pub threads: usize,
+}
+
+impl Common {
+    pub fn session(&self) -> Result<Session> {
+        let repo = cases::repo_root();
+        let work = cases::resolve(&repo, &self.work_dir);
+        let python = find_python(self.python.as_deref());
+        let runner = Runner::new(python.clone(), &repo, work.join("logs"))?;
+        let versions = runner.check_python()?;
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(Session { repo, work, python, runner, versions, threads })
+    }
+
+    pub fn rounds(&self) -> usize {
+        self.rounds.unwrap_or(if self.quick { 1 } else { 2 })
+    }
+}
+
+impl Session {
+    /// `--model`, else the generated mid-size PaliGemma (written once).
+    pub fn model_or_midsize(&self, explicit: Option<&Path>) -> Result<PathBuf> {
+        match explicit {
+            Some(m) => Ok(m.to_path_buf()),
+            None => {
+                cases::ensure_model(&self.python, &self.repo, "midsize", &self.work.join("midsize"))
+            }
+        }
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]

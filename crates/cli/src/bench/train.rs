@@ -4,10 +4,10 @@
 //! `scripts/bench/make_model.py` (real 257,216-token vocabulary, 256 image tokens).
 use super::cases::{self, TrainCase};
 use super::inputs;
-use super::runner::{find_python, Runner, Side};
+use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
-use super::{machine, report, Common};
+use super::{machine, report, Common, Session};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -79,18 +79,10 @@ pub fn loss_agreement(dtype: &str, ours: &[f64], theirs: &[f64]) -> (f64, bool) 
 
 pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
-    let repo = cases::repo_root();
-    let work = cases::resolve(&repo, &c.work_dir);
-    let python = find_python(c.python.as_deref());
-    let runner = Runner::new(python.clone(), &repo, work.join("logs"))?;
-    let versions = runner.check_python()?;
-    let model = match &a.model {
-        Some(m) => m.clone(),
-        None => cases::ensure_model(&python, &repo, "midsize", &work.join("midsize"))?,
-    };
-    let threads =
-        c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let rounds = c.rounds.unwrap_or(if c.quick { 1 } else { 2 });
+    let session = c.session()?;
+    let model = session.model_or_midsize(a.model.as_deref())?;
+    let Session { repo, work, runner, versions, threads, .. } = session;
+    let rounds = c.rounds();
     let steps = c.steps.unwrap_or(1);
     let dtypes: Vec<&'static str> = a
         .dtypes
@@ -384,35 +376,15 @@ fn seen(x: f64) -> String {
 }
 
 fn profile_table(rust: &WorkerResult, hf: &WorkerResult) -> String {
-    let (r, h) = (rust.profile.clone().unwrap_or_default(), hf.profile.clone().unwrap_or_default());
     // Decoder layers are summed into one row each side (per-layer rows are in the raw results).
-    let fold = |v: &[(String, f64)]| -> Vec<(String, f64)> {
-        let mut out: Vec<(String, f64)> = Vec::new();
-        for (k, s) in v {
-            let key = if k.starts_with("decoder layer") {
-                "decoder layers (all)".to_string()
-            } else {
-                k.clone()
-            };
-            match out.iter_mut().find(|(n, _)| *n == key) {
-                Some((_, x)) => *x += s,
-                None => out.push((key, *s)),
-            }
-        }
-        out
+    let rename = |v: &Option<Vec<(String, f64)>>| -> Vec<(String, f64)> {
+        v.iter()
+            .flatten()
+            .map(|(k, s)| {
+                let key = if k.starts_with("decoder layer") { "decoder layers (all)" } else { k };
+                (key.to_string(), *s)
+            })
+            .collect()
     };
-    let (r, h) = (fold(&r), fold(&h));
-    let mut names: Vec<String> = r.iter().map(|(k, _)| k.clone()).collect();
-    for (k, _) in &h {
-        if !names.contains(k) {
-            names.push(k.clone());
-        }
-    }
-    let get = |v: &[(String, f64)], k: &str| v.iter().find(|(n, _)| n == k).map(|(_, s)| *s);
-    let ms = |x: Option<f64>| x.map_or("-".into(), |s| format!("{:.1} ms", s * 1e3));
-    let (rt, ht): (f64, f64) = (r.iter().map(|x| x.1).sum(), h.iter().map(|x| x.1).sum());
-    let mut rows: Vec<Vec<String>> =
-        names.iter().map(|k| vec![k.clone(), ms(get(&r, k)), ms(get(&h, k))]).collect();
-    rows.push(vec!["**total**".into(), ms(Some(rt)), ms(Some(ht))]);
-    report::table(&["block", "ours", "transformers + PEFT"], &[false, true, true], &rows)
+    report::profile_table(&rename(&rust.profile), &rename(&hf.profile), "transformers + PEFT")
 }
