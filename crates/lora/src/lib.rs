@@ -19,5 +19,12 @@ pub enum LoraError {
     #[error("layer has no LoRA adapter to {0}")]
     NoAdapter(&'static str),
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
+impl From<tch::TchError> for LoraError {
+    fn from(e: tch::TchError) -> Self {
+        LoraError::Torch(e)
+    }
 }

@@ -39,12 +39,8 @@ pub enum MetricsError {
              into the reference venv, or choose the labelled native approximation")]
     MeteorJarNotFound { reason: String },
 
-    #[error("could not start Java for METEOR ({java}): {source}. Install a JRE (java on PATH) or set JAVA")]
-    JavaNotStarted {
-        java: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("could not start Java for METEOR ({}): {error}. Install a JRE (java on PATH) or set JAVA", java.display())]
+    JavaNotStarted { java: PathBuf, error: std::io::Error },
 
     #[error("METEOR jar {jar} failed: {message}")]
     MeteorJar { jar: PathBuf, message: String },

@@ -20,5 +20,12 @@ pub enum PaliGemmaError {
     #[error(transparent)]
     Gemma(#[from] gemma::GemmaError),
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
+impl From<tch::TchError> for PaliGemmaError {
+    fn from(e: tch::TchError) -> Self {
+        PaliGemmaError::Torch(e)
+    }
 }

@@ -4,12 +4,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: `{:#}` chains would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 
     #[error("{}: cannot decode image: {message}", path.display())]
     Decode { path: PathBuf, message: String },
@@ -32,7 +29,7 @@ pub enum DataError {
 #[allow(dead_code)] // constructors used by the dataset readers
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io { path: path.into(), error: source }
     }
 
     pub(crate) fn parse(

@@ -63,5 +63,12 @@ pub enum TrainError {
     #[error(transparent)]
     Gemma(#[from] gemma::GemmaError),
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
+impl From<tch::TchError> for TrainError {
+    fn from(e: tch::TchError) -> Self {
+        TrainError::Torch(e)
+    }
 }

@@ -36,7 +36,7 @@ impl Checkpoint {
     /// Opens `path`: a `.safetensors` file, a `model.safetensors.index.json`, or a directory holding either
     /// `model.safetensors.index.json` (sharded) or `model.safetensors`.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
+        let io = |error| WeightsError::Io { path: path.to_path_buf(), error };
         let meta = std::fs::metadata(path).map_err(io)?;
         let files = if meta.is_dir() {
             let index = path.join("model.safetensors.index.json");
@@ -61,7 +61,7 @@ impl Checkpoint {
         let mut shards = Vec::with_capacity(files.len());
         let mut keys = BTreeMap::new();
         for (i, file) in files.iter().enumerate() {
-            let io = |source| WeightsError::Io { path: file.clone(), source };
+            let io = |error| WeightsError::Io { path: file.clone(), error };
             let handle = std::fs::File::open(file).map_err(io)?;
             // SAFETY: the map is read-only; like every mmap-based loader (candle, safetensors' own docs) we rely on
             // nobody truncating the checkpoint while it is being read.
@@ -178,7 +178,7 @@ pub(crate) fn float_kind(dtype: Dtype) -> Option<Kind> {
 
 fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index)
-        .map_err(|source| WeightsError::Io { path: index.to_path_buf(), source })?;
+        .map_err(|error| WeightsError::Io { path: index.to_path_buf(), error })?;
     let bad = |msg: String| WeightsError::Index { path: index.to_path_buf(), msg };
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;

@@ -3,8 +3,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // Messages include their cause instead of chaining it as a `source`: `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a valid safetensors file ({msg}); the file may be truncated or damaged, download it again")]
     Format { path: PathBuf, msg: String },
     #[error("{path}: {msg}")]
@@ -24,7 +25,13 @@ pub enum WeightsError {
     #[error("{path}: tensors are stored in several dtypes ({found}); ask for one explicitly (f32, bf16 or f16)")]
     MixedDTypes { path: PathBuf, found: String },
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+impl From<tch::TchError> for WeightsError {
+    fn from(e: tch::TchError) -> Self {
+        WeightsError::Torch(e)
+    }
 }
 
 fn more_suffix(more: usize) -> String {

@@ -105,7 +105,7 @@ impl MeteorJar {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| MetricsError::JavaNotStarted { java: java.to_path_buf(), source })?;
+            .map_err(|error| MetricsError::JavaNotStarted { java: java.to_path_buf(), error })?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stderr = Arc::new(Mutex::new(Vec::new()));

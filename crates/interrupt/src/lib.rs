@@ -1,0 +1,136 @@
+//! Clean stops on SIGINT, SIGTERM and SIGHUP.
+//!
+//! Batch schedulers and cloud instances stop jobs with SIGTERM (SLURM, Kubernetes, spot preemption), a closed
+//! terminal sends SIGHUP and a user presses Ctrl-C (SIGINT). Long-running commands call [`install`] once and poll
+//! [`requested`] at safe points (a training step boundary, between tensors of a conversion), where they finish what
+//! keeps the user's files whole (a checkpoint, removing a temporary file) and exit with [`Signal::exit_code`]
+//! (128 + the signal number, the shell convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). A second signal
+//! ends the process at once with the same code.
+//!
+//! Launchers that run another command ([`forward_to`]) pass every signal on to their child and wait for it, so the
+//! child is never orphaned and decides itself how to stop.
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+/// The signals this crate handles.
+pub const SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// A received signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            SIGINT => "SIGINT",
+            SIGTERM => "SIGTERM",
+            SIGHUP => "SIGHUP",
+            _ => "signal",
+        }
+    }
+
+    /// 128 + the signal number, as a shell reports a process ended by that signal.
+    pub fn exit_code(self) -> i32 {
+        128 + self.0
+    }
+}
+
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// Starts handling SIGINT, SIGTERM and SIGHUP for this process (idempotent). The first signal is recorded for
+/// [`requested`] and `what_now` is printed ("saving a checkpoint at the end of this step"); a second one exits at
+/// once with 128 + its number.
+pub fn install(what_now: &'static str) {
+    INSTALLED.get_or_init(|| {
+        let mut signals = Signals::new(SIGNALS).expect("registering signal handlers");
+        std::thread::Builder::new()
+            .name("interrupt".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if RECEIVED.swap(sig, Ordering::SeqCst) != 0 {
+                        eprintln!("\n{}: stopping now", Signal(sig).name());
+                        // `_exit`: no destructors or atexit handlers racing the main thread's work.
+                        signal_hook::low_level::exit(Signal(sig).exit_code());
+                    }
+                    eprintln!("\n{}: {what_now} (send it again to stop at once)", Signal(sig).name());
+                }
+            })
+            .expect("starting the signal thread");
+    });
+}
+
+/// The first signal received since [`install`], if any.
+pub fn requested() -> Option<Signal> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(Signal(s)),
+    }
+}
+
+/// Passes SIGINT, SIGTERM and SIGHUP received by this process on to `pid` until the returned guard is dropped.
+/// The launcher itself does not stop: it waits for its child, which handles the signal (a second one included).
+pub fn forward_to(pid: u32) -> Forwarding {
+    let mut signals = Signals::new(SIGNALS).expect("registering signal handlers");
+    let handle = signals.handle();
+    let thread = std::thread::Builder::new()
+        .name("forward-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+                unsafe { libc::kill(pid as libc::pid_t, sig) };
+            }
+        })
+        .expect("starting the signal thread");
+    Forwarding { handle, thread: Some(thread) }
+}
+
+/// Forwarding stops when this is dropped.
+pub struct Forwarding {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The exit code a launcher reports for its child: the child's own code, or 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_shell_convention() {
+        assert_eq!(Signal(SIGINT).exit_code(), 130);
+        assert_eq!(Signal(SIGTERM).exit_code(), 143);
+        assert_eq!(Signal(SIGHUP).exit_code(), 129);
+        assert_eq!(Signal(SIGTERM).name(), "SIGTERM");
+    }
+
+    #[test]
+    fn first_signal_is_recorded_not_fatal() {
+        install("test");
+        assert_eq!(requested(), None);
+        signal_hook::low_level::raise(SIGTERM).unwrap();
+        for _ in 0..200 {
+            if requested().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(requested(), Some(Signal(SIGTERM)));
+    }
+}
