@@ -92,6 +92,24 @@ impl Item {
         }
     }
 
+    /// Fast check of this item's image without decoding pixels (see [`crate::decode::probe_file`]): present,
+    /// recognised, dimensions readable and within the pixel limit, data complete. Returns `(width, height)`.
+    pub fn probe_image(&self) -> Result<(u32, u32), DataError> {
+        if let Some(bytes) = &self.image_bytes {
+            return crate::decode::probe_bytes(bytes).map_err(|message| DataError::Decode {
+                path: PathBuf::from(format!("{} ({})", self.filename, self.origin)),
+                message,
+            });
+        }
+        match &self.image_path {
+            Some(path) => crate::decode::probe_file(path),
+            None => Err(DataError::Invalid(format!(
+                "{}: no image available (the dataset was loaded without an image folder)",
+                self.filename
+            ))),
+        }
+    }
+
     /// True when pixels can be had: embedded bytes, or a file that exists.
     pub fn has_image(&self) -> bool {
         self.image_bytes.is_some() || self.image_path.as_ref().is_some_and(|p| p.is_file())
@@ -273,10 +291,28 @@ impl Dataset {
     }
 }
 
+/// Checks the images of every item in `splits` (all items when `splits` is empty) with
+/// [`Item::probe_image`], in parallel: missing, empty, unrecognised, oversized and truncated images, without
+/// decoding pixels (thousands of images per second per core). Returns one error per bad item, in item order;
+/// each names the file (or the parquet row) and what is wrong.
+pub fn probe_split_images(ds: &Dataset, splits: &[Split]) -> Vec<DataError> {
+    let items: Vec<&Item> =
+        ds.items.iter().filter(|i| splits.is_empty() || splits.contains(&i.split)).collect();
+    let mut errors: Vec<(usize, DataError)> = items
+        .par_iter()
+        .filter_map(|item| item.probe_image().err().map(|e| (item.id, e)))
+        .collect();
+    errors.sort_by_key(|(id, _)| *id);
+    errors.into_iter().map(|(_, e)| e).collect()
+}
+
 /// Finds the annotation file(s) under `path` and the format.
 fn locate(path: &Path, forced: Option<Format>) -> Result<(Vec<PathBuf>, Format), DataError> {
     if !path.exists() {
-        return Err(DataError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
     }
     if path.is_file() {
         let format = match forced {

@@ -1,6 +1,8 @@
 //! Safe dataset downloads: resumable (HTTP `Range`), verified (size and SHA-256), atomic (`<name>.part`, fsync,
-//! rename), retried on 5xx/429 and dropped connections, with clear messages for 401/403/404 and missing
-//! credentials. A partial file never carries the final name, so a crash or Ctrl-C can always be resumed.
+//! rename), retried on 5xx/429, dropped connections and stalls (no data for `read_timeout`), with clear messages
+//! for 401/403/404 and missing credentials. The size is capped (the expected size, else the announced one, else
+//! `max_size`), so a lying or endless server cannot fill the disk. A partial file never carries the final name,
+//! so a crash or Ctrl-C can always be resumed.
 //!
 //! [`SOURCES`] is the one reviewed table of known datasets. Sizes and checksums are given where they are known;
 //! where not, the download prints the SHA-256 it got so it can be pinned (user-pitfalls 16: RSICD's official
@@ -164,10 +166,16 @@ pub struct Expect {
 }
 
 pub struct DownloadOptions<'a> {
-    /// Attempts after the first, for dropped connections, 5xx and 429.
+    /// Attempts after the first, for dropped connections, stalls, 5xx and 429.
     pub retries: u32,
     /// Delay before retry k is `backoff * 2^k`.
     pub backoff: Duration,
+    /// Longest wait for the next bytes from the server (response headers or any chunk of the body). A stalled
+    /// attempt is abandoned after it and retried, resuming with `Range`.
+    pub read_timeout: Duration,
+    /// The most bytes accepted from a server that announces no size when `Expect` gives none either (an
+    /// endless body must not fill the disk). With a known size, the known size is the cap.
+    pub max_size: u64,
     /// HTTP basic auth (user, secret).
     pub basic_auth: Option<(String, String)>,
     /// Called with (bytes on disk, total if known) as data arrives.
@@ -176,11 +184,18 @@ pub struct DownloadOptions<'a> {
     pub on_retry: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
+/// Default [`DownloadOptions::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`DownloadOptions::max_size`]: 64 GiB, far above any dataset here (RISCM's zip is a few GB).
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
+
 impl Default for DownloadOptions<'_> {
     fn default() -> Self {
         DownloadOptions {
             retries: 5,
             backoff: Duration::from_secs(2),
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_size: DEFAULT_MAX_SIZE,
             basic_auth: None,
             progress: None,
             on_retry: None,
@@ -254,7 +269,10 @@ pub fn download(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
+        // Every read (headers and each chunk of the body) must deliver within `read_timeout`; the body as a
+        // whole may take as long as it needs.
+        .timeout_per_read(Some(opts.read_timeout))
+        .timeout_recv_response(Some(opts.read_timeout.max(Duration::from_secs(60))))
         .timeout_recv_body(None)
         .build()
         .into();
@@ -264,12 +282,20 @@ pub fn download(
             Attempt::Done => break,
             Attempt::Retry(why) => {
                 if attempt >= opts.retries {
+                    let kept = part.metadata().map(|m| m.len()).unwrap_or(0);
+                    let what_now = if kept > 0 {
+                        format!(
+                            "The {kept} bytes received are kept in {}: run the same command again to resume",
+                            part.display()
+                        )
+                    } else {
+                        let _ = std::fs::remove_file(&part);
+                        "Nothing was received; try again later, or give a mirror with --url"
+                            .to_string()
+                    };
                     return Err(err(format!(
-                        "{why}; gave up after {} attempts. The {} bytes received are kept in {}: run the same \
-                         command again to resume",
-                        attempt + 1,
-                        part.metadata().map(|m| m.len()).unwrap_or(0),
-                        part.display()
+                        "{why}; gave up after {} attempts. {what_now}",
+                        attempt + 1
                     )));
                 }
                 let delay = opts.backoff * 2u32.saturating_pow(attempt);
@@ -310,6 +336,14 @@ pub fn download(
     Ok(Outcome::Downloaded { bytes, sha256, resumed_from })
 }
 
+/// True when an io error from the body reader is ureq's read timeout.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
+}
+
 fn fetch_once(
     agent: &ureq::Agent,
     url: &str,
@@ -318,9 +352,14 @@ fn fetch_once(
     opts: &DownloadOptions,
 ) -> Result<Attempt, DataError> {
     let err = |message: String| DataError::Download { url: url.to_string(), message };
-    let have = part.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut have = part.metadata().map(|m| m.len()).unwrap_or(0);
     if expect.size.is_some_and(|s| have == s) {
         return Ok(Attempt::Done);
+    }
+    if expect.size.is_some_and(|s| have > s) {
+        // A part longer than the file can be is not a prefix of it: start over.
+        File::create(part).map_err(|e| DataError::io(part, e))?;
+        have = 0;
     }
     // Identity encoding: byte ranges and Content-Length must refer to the file itself.
     let mut req = agent.get(url).header("Accept-Encoding", "identity");
@@ -333,13 +372,18 @@ fn fetch_once(
             format!("Basic {}", base64(format!("{user}:{secret}").as_bytes())),
         );
     }
+    let secs = opts.read_timeout.as_secs_f32();
     let mut resp = match req.call() {
         Ok(r) => r,
+        Err(ureq::Error::Timeout(_)) => {
+            return Ok(Attempt::Retry(format!("no response from the server within {secs:.1}s")))
+        }
         Err(e) => return Ok(Attempt::Retry(format!("connection failed: {e}"))),
     };
     let status = resp.status().as_u16();
     let header =
         |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // `total`: the size of the whole file as the server announces it, when it does.
     let (start, total) = match status {
         200 => (0, header("content-length").and_then(|v| v.parse::<u64>().ok())),
         206 => {
@@ -351,7 +395,9 @@ fn fetch_once(
                 Some((start, total.parse::<u64>().ok()))
             });
             match parsed {
-                Some((start, total)) if start == have => (start, total),
+                Some((start, total)) if start == have && total.is_none_or(|t| t >= start) => {
+                    (start, total)
+                }
                 _ => {
                     // A range we did not ask for: start over rather than splice wrong bytes.
                     File::create(part).map_err(|e| DataError::io(part, e))?;
@@ -387,6 +433,29 @@ fn fetch_once(
         429 | 500..=599 => return Ok(Attempt::Retry(format!("server error HTTP {status}"))),
         other => return Err(err(format!("unexpected HTTP status {other}"))),
     };
+    // The cap on the whole file: the size we expect, else the size the server announces, else `max_size`.
+    if let (Some(size), Some(t)) = (expect.size, total) {
+        if t != size {
+            let _ = std::fs::remove_file(part);
+            return Err(err(format!(
+                "the server announces {t} bytes, expected {size}: the source changed or the address is wrong; \
+                 nothing was kept"
+            )));
+        }
+    }
+    if expect.size.is_none() && total.is_some_and(|t| t > opts.max_size) {
+        let _ = std::fs::remove_file(part);
+        return Err(err(format!(
+            "the server announces {} bytes, more than the limit of {} bytes (--max-size); nothing was kept",
+            total.unwrap_or_default(),
+            opts.max_size
+        )));
+    }
+    let (cap, cap_why) = match (expect.size, total) {
+        (Some(s), _) => (s, "the expected size"),
+        (None, Some(t)) => (t, "the size the server announced"),
+        (None, None) => (opts.max_size, "the limit for downloads of unknown size (--max-size)"),
+    };
     let expected_total = total.or(expect.size);
     let mut file = if start == 0 {
         File::create(part).map_err(|e| DataError::io(part, e))?
@@ -396,10 +465,8 @@ fn fetch_once(
         f.seek(SeekFrom::Start(start)).map_err(|e| DataError::io(part, e))?;
         f
     };
-    let declared = if status == 206 { expected_total.map(|t| t - start) } else { total };
     let mut reader = resp.body_mut().as_reader();
     let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0u64;
     let mut written = start;
     loop {
         let n = match reader.read(&mut buf) {
@@ -408,48 +475,78 @@ fn fetch_once(
             Err(e) => {
                 file.flush().map_err(|e| DataError::io(part, e))?;
                 let of = expected_total.map(|t| format!(" of {t}")).unwrap_or_default();
-                return Ok(Attempt::Retry(format!(
-                    "connection dropped after {written}{of} bytes ({e})"
-                )));
+                return Ok(Attempt::Retry(if is_timeout(&e) {
+                    format!("the server stalled: no data for {secs:.1}s after {written}{of} bytes")
+                } else {
+                    format!("connection dropped after {written}{of} bytes ({e})")
+                }));
             }
         };
+        if written + n as u64 > cap {
+            drop(file);
+            let _ = std::fs::remove_file(part);
+            return Err(err(format!(
+                "the server sent more than {cap} bytes ({cap_why}); stopped, and the partial copy was deleted"
+            )));
+        }
         file.write_all(&buf[..n]).map_err(|e| DataError::io(part, e))?;
-        got += n as u64;
         written += n as u64;
         if let Some(p) = opts.progress {
             p(written, expected_total);
         }
     }
     file.flush().map_err(|e| DataError::io(part, e))?;
-    if let Some(d) = declared {
-        if got < d {
+    if let Some(t) = total {
+        if written < t {
             return Ok(Attempt::Retry(format!(
-                "the server sent {got} of the {d} bytes it announced"
+                "the server sent {} of the {} bytes it announced",
+                written - start,
+                t - start
             )));
         }
     }
     Ok(Attempt::Done)
 }
 
-/// Extracts a zip into `dir` (entries must stay inside it), through a temporary folder renamed at the end.
+/// Extracts a zip into `dir` (entries must stay inside it), through a temporary folder `.<dir>.extracting`
+/// next to it, moved into place at the end. On any failure the temporary folder is removed and `dir` is left as
+/// it was; errors name the zip and the entry.
 pub fn extract_zip(zip_path: &Path, dir: &Path) -> Result<usize, DataError> {
     let file = File::open(zip_path).map_err(|e| DataError::io(zip_path, e))?;
     let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| DataError::format(zip_path, format!("not a zip archive: {e}")))?;
+        .map_err(|e| DataError::format(zip_path, format!("not a readable zip archive: {e}")))?;
     let tmp = dir.with_file_name(format!(
         ".{}.extracting",
         dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
+    let result = extract_into(&mut archive, zip_path, &tmp).and_then(|files| {
+        move_into_place(&tmp, dir)?;
+        Ok(files)
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn extract_into(
+    archive: &mut zip::ZipArchive<File>,
+    zip_path: &Path,
+    tmp: &Path,
+) -> Result<usize, DataError> {
+    std::fs::create_dir_all(tmp).map_err(|e| DataError::io(tmp, e))?;
     let mut files = 0;
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
             .map_err(|e| DataError::format(zip_path, format!("entry {i}: {e}")))?;
+        let name = match entry.name() {
+            Ok(n) => n.into_owned(),
+            Err(_) => String::from_utf8_lossy(entry.name_raw()).into_owned(),
+        };
         let Some(rel) = entry.enclosed_name() else {
             return Err(DataError::format(
                 zip_path,
-                format!("entry {:?} escapes the target folder", entry.name()),
+                format!("entry {name:?} would be written outside the target folder (it escapes it); refused"),
             ));
         };
         let target = tmp.join(rel);
@@ -461,27 +558,49 @@ pub fn extract_zip(zip_path: &Path, dir: &Path) -> Result<usize, DataError> {
             std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
         }
         let mut out = File::create(&target).map_err(|e| DataError::io(&target, e))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| DataError::io(&target, e))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(DataError::format(
+                        zip_path,
+                        format!("entry {name:?}: cannot extract, the archive is damaged: {e}"),
+                    ))
+                }
+            };
+            out.write_all(&buf[..n]).map_err(|e| DataError::io(&target, e))?;
+        }
         files += 1;
     }
-    if dir.exists() {
-        // Merge into an existing folder (e.g. --out already holds other files): move entries one by one.
-        for e in std::fs::read_dir(&tmp).map_err(|e| DataError::io(&tmp, e))? {
-            let e = e.map_err(|e| DataError::io(&tmp, e))?;
-            let to = dir.join(e.file_name());
-            if to.exists() {
-                return Err(DataError::Invalid(format!(
-                    "{} already exists; not overwriting it",
-                    to.display()
-                )));
-            }
-            std::fs::rename(e.path(), &to).map_err(|err| DataError::io(&to, err))?;
-        }
-        let _ = std::fs::remove_dir_all(&tmp);
-    } else {
-        std::fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e))?;
-    }
     Ok(files)
+}
+
+/// Moves the extracted tree into `dir`: a rename when `dir` does not exist, else entry by entry after
+/// checking that none would overwrite an existing file.
+fn move_into_place(tmp: &Path, dir: &Path) -> Result<(), DataError> {
+    if !dir.exists() {
+        return std::fs::rename(tmp, dir).map_err(|e| DataError::io(dir, e));
+    }
+    let entries: Vec<_> = std::fs::read_dir(tmp)
+        .map_err(|e| DataError::io(tmp, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| DataError::io(tmp, e))?;
+    for e in &entries {
+        let to = dir.join(e.file_name());
+        if to.exists() {
+            return Err(DataError::Invalid(format!(
+                "{} already exists; not overwriting it (nothing was extracted)",
+                to.display()
+            )));
+        }
+    }
+    for e in entries {
+        let to = dir.join(e.file_name());
+        std::fs::rename(e.path(), &to).map_err(|err| DataError::io(&to, err))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Exploratory statistics of a captioning dataset (`cargo xtask eda` renders them as `stats.json`, plots and
 //! `report.html`). The seed project's EDA (seed-project.md section 2) counted lengths and vocabulary; this also
 //! measures what decides training: token lengths, duplicate references, n-gram diversity, image properties.
+//! Every present image is checked without decoding (format, dimensions, size limit, complete data: see
+//! `decode::probe_file`) and the failures are reported as unreadable; statistics come from a decoded sample
+//! of the sound ones, and sampled images that fail to decode are reported too.
 //!
 //! Definitions (mirrored exactly by `scripts/data/gen_eda_expected.py`, which the tests compare against):
 //! * a *word* is a maximal run of alphanumeric characters of the lowercased caption (punctuation is no word);
@@ -103,8 +106,18 @@ pub struct NgramDiversity {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageStats {
-    /// Images decoded for these statistics (a sample when the dataset is large).
+    /// Images whose file (or embedded bytes) was checked without decoding: all present images
+    /// ([`crate::Item::probe_image`]: recognised format, dimensions, size limit, data complete).
+    pub checked: usize,
+    /// Images that are errors: failed that check, or failed to decode in the sample. Never part of the
+    /// statistics below.
+    pub unreadable: usize,
+    /// The first of them, each naming the file and the problem.
+    pub unreadable_examples: Vec<String>,
+    /// Images decoded for these statistics (an evenly spaced sample of the checked ones when the dataset is
+    /// large).
     pub decoded: usize,
+    /// Sampled images that passed the check but failed to decode (corrupt pixel data).
     pub failed: usize,
     /// `WxH` -> count
     pub sizes: BTreeMap<String, usize>,
@@ -264,10 +277,36 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
     if opts.max_images == 0 {
         return None;
     }
-    let with_images: Vec<usize> =
-        ds.items.par_iter().filter(|i| i.has_image()).map(|i| i.id).collect();
-    if with_images.is_empty() {
+    let present: Vec<usize> = ds.items.par_iter().filter(|i| i.has_image()).map(|i| i.id).collect();
+    if present.is_empty() {
         return None;
+    }
+    // Every present image is checked (fast: no pixels are decoded); only sound ones are sampled.
+    let probed: Vec<Result<usize, String>> = present
+        .par_iter()
+        .map(|&id| ds.items[id].probe_image().map(|_| id).map_err(|e| e.to_string()))
+        .collect();
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let mut with_images: Vec<usize> = Vec::with_capacity(present.len());
+    for (&id, r) in present.iter().zip(probed) {
+        match r {
+            Ok(id) => with_images.push(id),
+            Err(e) => problems.push((id, e)),
+        }
+    }
+    if with_images.is_empty() {
+        return Some(ImageStats {
+            checked: present.len(),
+            unreadable: problems.len(),
+            unreadable_examples: problems.into_iter().take(10).map(|(_, e)| e).collect(),
+            decoded: 0,
+            failed: 0,
+            sizes: BTreeMap::new(),
+            color_types: BTreeMap::new(),
+            channel_mean: [0.0; 3],
+            channel_std: [0.0; 3],
+            thumbnails: Vec::new(),
+        });
     }
     let n = with_images.len().min(opts.max_images);
     let sample: Vec<usize> = (0..n).map(|k| with_images[k * with_images.len() / n]).collect();
@@ -278,10 +317,10 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
         sumsq: [f64; 3],
         pixels: f64,
     }
-    let results: Vec<Option<One>> = sample
+    let results: Vec<Result<One, String>> = sample
         .par_iter()
         .map(|&id| {
-            let img = ds.items[id].decode_image().ok()?;
+            let img = ds.items[id].decode_image().map_err(|e| e.to_string())?;
             let rgb = to_rgb8(&img);
             let mut sum = [0f64; 3];
             let mut sumsq = [0f64; 3];
@@ -292,7 +331,7 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
                     sumsq[c] += v * v;
                 }
             }
-            Some(One {
+            Ok(One {
                 size: (img.width(), img.height()),
                 color: format!("{:?}", img.color()),
                 sum,
@@ -305,9 +344,9 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
     let mut color_types = BTreeMap::new();
     let (mut sum, mut sumsq, mut pixels) = ([0f64; 3], [0f64; 3], 0f64);
     let mut failed = 0;
-    for r in &results {
+    for (&id, r) in sample.iter().zip(&results) {
         match r {
-            Some(o) => {
+            Ok(o) => {
                 *sizes.entry(format!("{}x{}", o.size.0, o.size.1)).or_insert(0) += 1;
                 *color_types.entry(o.color.clone()).or_insert(0) += 1;
                 for c in 0..3 {
@@ -316,9 +355,13 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
                 }
                 pixels += o.pixels;
             }
-            None => failed += 1,
+            Err(e) => {
+                failed += 1;
+                problems.push((id, e.clone()));
+            }
         }
     }
+    problems.sort_by_key(|(id, _)| *id);
     let mean = sum.map(|s| if pixels > 0.0 { s / pixels } else { 0.0 });
     let std = std::array::from_fn(|c| {
         if pixels > 0.0 {
@@ -330,6 +373,9 @@ fn image_stats(ds: &Dataset, opts: &EdaOptions) -> Option<ImageStats> {
     let t = with_images.len().min(opts.thumbnails);
     let thumbnails = (0..t).map(|k| with_images[k * with_images.len() / t]).collect();
     Some(ImageStats {
+        checked: present.len(),
+        unreadable: problems.len(),
+        unreadable_examples: problems.into_iter().take(10).map(|(_, e)| e).collect(),
         decoded: results.len() - failed,
         failed,
         sizes,

@@ -18,7 +18,8 @@ pub mod split;
 pub mod synth;
 pub mod validate;
 
-pub use dataset::{Counts, Dataset, Format, Item, LoadOptions};
+pub use dataset::{probe_split_images, Counts, Dataset, Format, Item, LoadOptions};
+pub use decode::{probe_bytes, probe_file};
 pub use error::DataError;
 pub use preprocess::{ImagePreprocessor, Resample};
 pub use sampler::{Cursor, EvalSet, Sample, TrainSampler};

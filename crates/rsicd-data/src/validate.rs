@@ -1,6 +1,7 @@
 //! Dataset validation, run by `cargo xtask validate` and before training.
 //!
-//! Problems found (user-pitfalls 16, 17, 20): missing or unreadable images, duplicate filenames, images with no
+//! Problems found (user-pitfalls 16, 17, 20): missing or unreadable images (truncated, corrupt, oversized:
+//! decoded in full, or with `decode_images: false` probed for structure only), duplicate filenames, images with no
 //! captions, empty captions (nothing but spaces and punctuation: RSICD has three `" ."`), captions holding PaliGemma special tokens (`<image>`, `<bos>`,
 //! `<loc0001>`, `<seg042>`, … which would corrupt the sequence layout), unknown splits, images with fewer than
 //! 5 distinct captions (RSICD's repeated sentences), and unexpected image sizes. Each problem kind has a count
@@ -64,7 +65,9 @@ impl Check {
 
 #[derive(Debug, Clone)]
 pub struct ValidateOptions {
-    /// Decode every image (slow-ish, parallel) instead of only checking that the file exists.
+    /// Decode every image (slow-ish, parallel). When false, each image is only probed: present, recognised,
+    /// dimensions readable and within the pixel limit, data complete (end-of-image marker, `IEND`, strips
+    /// inside the file), which catches truncated files but not corrupt pixel data.
     pub decode_images: bool,
     /// Expected `(width, height)`; `None` flags sizes that differ from the most common one.
     pub expected_size: Option<(u32, u32)>,
@@ -99,7 +102,7 @@ pub struct ValidationReport {
     pub images: usize,
     pub captions: usize,
     pub images_checked: usize,
-    /// `WxH` -> count, over the images that were decoded.
+    /// `WxH` -> count, over the images that were decoded (or probed).
     pub image_sizes: BTreeMap<String, usize>,
     pub findings: Vec<Finding>,
 }
@@ -223,14 +226,19 @@ pub fn validate(ds: &Dataset, opts: &ValidateOptions) -> ValidationReport {
     if !any_images {
         c.add(Check::NoImages, || ds.notes.first().cloned().unwrap_or_default());
     } else {
-        // Per item: Ok(Some(size)) decoded, Ok(None) exists (not decoded), Err((check, message)).
-        type ImageCheck = Result<Option<(u32, u32)>, (Check, String)>;
+        // Per item: Ok(size) decoded or probed, Err((check, message)).
+        type ImageCheck = Result<(u32, u32), (Check, String)>;
         let results: Vec<ImageCheck> = ds
             .items
             .par_iter()
             .map(|item| {
                 if item.image_bytes.is_none() {
-                    let path = item.image_path.as_ref().expect("image folder known");
+                    let Some(path) = item.image_path.as_ref() else {
+                        return Err((
+                            Check::MissingImage,
+                            format!("{}: no image folder for it ({})", item.filename, item.origin),
+                        ));
+                    };
                     if !path.is_file() {
                         return Err((
                             Check::MissingImage,
@@ -239,22 +247,21 @@ pub fn validate(ds: &Dataset, opts: &ValidateOptions) -> ValidationReport {
                     }
                 }
                 if !opts.decode_images {
-                    return Ok(None);
+                    return item.probe_image().map_err(|e| (Check::UnreadableImage, e.to_string()));
                 }
                 item.decode_image()
-                    .map(|img| Some((img.width(), img.height())))
+                    .map(|img| (img.width(), img.height()))
                     .map_err(|e| (Check::UnreadableImage, e.to_string()))
             })
             .collect();
         let mut sizes: Vec<(usize, (u32, u32))> = Vec::new();
         for (item, r) in ds.items.iter().zip(results) {
             match r {
-                Ok(Some(size)) => {
+                Ok(size) => {
                     images_checked += 1;
                     *image_sizes.entry(format!("{}x{}", size.0, size.1)).or_insert(0) += 1;
                     sizes.push((item.id, size));
                 }
-                Ok(None) => images_checked += 1,
                 Err((check, msg)) => c.add(check, || msg),
             }
         }

@@ -29,6 +29,7 @@ fn dataset(dir: &std::path::Path) -> Dataset {
 #[test]
 fn cached_pixels_equal_direct_preprocessing() {
     let dir = std::env::temp_dir().join(format!("rsicd-cache-{}", std::process::id()));
+    let _cleanup = common::RemoveOnDrop(dir.clone());
     let ds = dataset(&dir);
     let items: Vec<&Item> = ds.items.iter().collect();
     for (resample, tol) in [(Resample::Bicubic, 0.0), (Resample::BilinearAntialias, 1e-3)] {
@@ -58,6 +59,7 @@ fn cached_pixels_equal_direct_preprocessing() {
 #[test]
 fn changed_content_misses_and_torn_append_is_ignored() {
     let dir = std::env::temp_dir().join(format!("rsicd-cache2-{}", std::process::id()));
+    let _cleanup = common::RemoveOnDrop(dir.clone());
     let ds = dataset(&dir);
     let pre = ImagePreprocessor::new(16, Resample::Bicubic);
     let items: Vec<&Item> = ds.items.iter().take(2).collect();

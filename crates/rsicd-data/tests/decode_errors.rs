@@ -9,6 +9,8 @@ fn load_err(name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     let err = ImagePreprocessor::new(16, Resample::Bicubic).load(&path).unwrap_err().to_string();
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir); // once empty
     assert!(err.contains(name), "error does not name the file: {err}");
     err
 }

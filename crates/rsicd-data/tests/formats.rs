@@ -84,6 +84,7 @@ fn shared_coco_files_take_split_from_file_name() {
 #[test]
 fn riscm_csv_with_resized_folder() {
     let d = tmpdir("riscm");
+    let _cleanup = common::RemoveOnDrop(d.clone());
     let png = std::fs::read(common::fixtures().join("images/gray_90x64.png")).unwrap();
     write(&d, "resized/NWPU_1.jpg", &png);
     write(&d, "resized/RSICD_2.jpg", &png);
@@ -147,6 +148,7 @@ fn malformed_parquet() {
         "{e}"
     );
     let d = tmpdir("parquet-garbage");
+    let _cleanup = common::RemoveOnDrop(d.clone());
     let e = err_of(&write(&d, "train.parquet", b"PAR1 this is not parquet"), None);
     assert!(e.contains("not a parquet file"), "{e}");
 }
@@ -154,6 +156,7 @@ fn malformed_parquet() {
 #[test]
 fn malformed_karpathy_and_coco_name_the_key() {
     let d = tmpdir("json");
+    let _cleanup = common::RemoveOnDrop(d.clone());
     let e = err_of(
         &write(&d, "bad_syntax.json", b"{\"images\": [\n  {\"filename\": \"a.jpg\",,}\n]}"),
         None,
@@ -195,6 +198,7 @@ fn malformed_karpathy_and_coco_name_the_key() {
 #[test]
 fn malformed_csv_names_the_line() {
     let d = tmpdir("csv");
+    let _cleanup = common::RemoveOnDrop(d.clone());
     let e = err_of(&write(&d, "a.csv", b"source,split,caption_1\nNWPU,train,x\n"), None);
     assert!(e.contains("missing column \"image\""), "{e}");
     let e = err_of(&write(&d, "b.csv", b"split,image\ntrain,a.jpg\n"), None);

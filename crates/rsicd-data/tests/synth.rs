@@ -42,6 +42,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn same_seed_same_bytes_and_loads_as_karpathy() {
     let (a, b, c) = (tmp("a"), tmp("b"), tmp("c"));
+    let _cleanup = [&a, &b, &c].map(|d| common::RemoveOnDrop(d.to_path_buf()));
     generate(&a, 40, 7, 32).unwrap();
     generate(&b, 40, 7, 32).unwrap();
     generate(&c, 40, 8, 32).unwrap();

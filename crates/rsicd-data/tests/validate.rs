@@ -8,6 +8,7 @@ use rsicd_data::Dataset;
 fn every_problem_kind_is_found_and_counted() {
     let d = std::env::temp_dir().join(format!("rsicd-validate-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
+    let _cleanup = common::RemoveOnDrop(d.clone());
     std::fs::create_dir_all(d.join("images")).unwrap();
     let img = |name: &str| common::fixtures().join("images").join(name);
     std::fs::copy(img("gray_90x64.png"), d.join("images/a.png")).unwrap();

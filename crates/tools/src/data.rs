@@ -54,7 +54,8 @@ pub enum Command {
         /// Exit with status 1 if any error-level problem is found (CI, before training).
         #[arg(long)]
         strict: bool,
-        /// Only check that image files exist; do not decode them.
+        /// Do not decode images; only probe them (present, recognised, dimensions, complete data): fast, catches
+        /// truncated files but not corrupt pixel data.
         #[arg(long)]
         no_decode: bool,
         /// Expected image size, e.g. 224x224 (default: flag sizes that differ from the most common one).
@@ -113,7 +114,64 @@ pub enum Command {
         /// List the known sources and exit.
         #[arg(long)]
         list: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
+}
+
+/// How patient a download is.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Retries after the first attempt (dropped connections, stalls, HTTP 5xx/429); each resumes the `.part`.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Seconds before the first retry; doubled for each further one.
+    #[arg(long, default_value_t = 2.0)]
+    pub retry_delay: f64,
+    /// Seconds without any data from the server before an attempt is abandoned (and retried).
+    #[arg(long, default_value_t = 60.0)]
+    pub read_timeout: f64,
+    /// Largest download accepted when neither the source nor the server gives a size, e.g. 500M, 64G.
+    #[arg(long, value_parser = parse_bytes, default_value = "64G")]
+    pub max_size: u64,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let mult: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "unknown unit in {s:?}: expected a byte count or K, M, G, T"
+                    ))
+                }
+            };
+            (&t[..i], mult)
+        }
+        None => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size such as 500M or 64G, got {s:?}"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("the size must be positive, got {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn seconds(what: &str, v: f64) -> Result<Duration> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("--{what} must be a number of seconds >= 0, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -147,8 +205,8 @@ pub fn run(cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Download { name, out, url, file_name, sha256, kaggle, list } => {
-            run_download(name.as_deref(), out, url, file_name, sha256, kaggle, list)
+        Command::Download { name, out, url, file_name, sha256, kaggle, list, net } => {
+            run_download(name.as_deref(), out, url, file_name, sha256, kaggle, list, &net)
         }
     }
 }
@@ -215,8 +273,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()));
+    }
     Ok(())
 }
 
@@ -232,7 +300,13 @@ fn byte_bar() -> ProgressBar {
     bar
 }
 
-fn fetch(url: &str, dest: &Path, expect: &Expect, auth: Option<(String, String)>) -> Result<()> {
+fn fetch(
+    url: &str,
+    dest: &Path,
+    expect: &Expect,
+    auth: Option<(String, String)>,
+    net: &NetArgs,
+) -> Result<()> {
     let bar = byte_bar();
     bar.set_message(dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let progress = |done: u64, total: Option<u64>| {
@@ -241,10 +315,13 @@ fn fetch(url: &str, dest: &Path, expect: &Expect, auth: Option<(String, String)>
         }
         bar.set_position(done);
     };
-    let on_retry = |m: &str| bar.println(format!("warning: {m}"));
+    // `println` is a no-op on a hidden bar (stderr not a terminal: logs, CI); `suspend` prints either way.
+    let on_retry = |m: &str| bar.suspend(|| eprintln!("warning: {m}"));
     let opts = DownloadOptions {
-        retries: 5,
-        backoff: Duration::from_secs(2),
+        retries: net.retries,
+        backoff: seconds("retry-delay", net.retry_delay)?,
+        read_timeout: seconds("read-timeout", net.read_timeout)?.max(Duration::from_millis(1)),
+        max_size: net.max_size,
         basic_auth: auth,
         progress: Some(&progress),
         on_retry: Some(&on_retry),
@@ -280,6 +357,7 @@ fn run_download(
     sha256: Option<String>,
     kaggle: Option<String>,
     list: bool,
+    net: &NetArgs,
 ) -> Result<i32> {
     if list || (name.is_none() && url.is_none() && kaggle.is_none()) {
         println!("{:<16} {:<8} files  description", "name", "auth");
@@ -302,7 +380,7 @@ fn run_download(
         if sha256.is_none() {
             eprintln!("warning: no --sha256 given: the download is checked for completeness but not content");
         }
-        fetch(&url, &out.join(name), &Expect { size: None, sha256 }, None)?;
+        fetch(&url, &out.join(name), &Expect { size: None, sha256 }, None, net)?;
         return Ok(0);
     }
     let source = match name {
@@ -326,7 +404,7 @@ fn run_download(
         let url = download::kaggle_url(slug)?;
         let creds = download::kaggle_credentials()?;
         let zip = out.join(format!("{}.zip", slug.replace('/', "_")));
-        fetch(&url, &zip, &Expect::default(), Some(creds))?;
+        fetch(&url, &zip, &Expect::default(), Some(creds), net)?;
         let files = download::extract_zip(&zip, &out)?;
         println!("extracted {files} files into {}", out.display());
         return Ok(0);
@@ -334,7 +412,7 @@ fn run_download(
     let source = source.expect("name given");
     for f in source.files {
         let expect = Expect { size: f.size, sha256: f.sha256.map(str::to_string) };
-        fetch(f.url, &out.join(f.file_name), &expect, None)?;
+        fetch(f.url, &out.join(f.file_name), &expect, None, net)?;
     }
     println!("{}\nnext: cargo xtask validate --dataset {}", source.notes, out.display());
     Ok(0)

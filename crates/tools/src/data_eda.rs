@@ -37,6 +37,16 @@ pub fn run(
     let thumbs = thumbnails(&ds, &stats, out)?;
     write_atomic(&out.join("report.html"), html(&ds, &stats, &plots, &thumbs).as_bytes())?;
     print_table(&stats);
+    if let Some(img) = stats.image_stats.as_ref().filter(|i| i.unreadable > 0) {
+        eprintln!(
+            "error: {} of {} images cannot be used (truncated, corrupt or unreadable); they are left out of the \
+             image statistics. First ones:",
+            img.unreadable, img.checked
+        );
+        for e in &img.unreadable_examples {
+            eprintln!("  - {e}");
+        }
+    }
     println!(
         "\ncomputed in {:.2}s; wrote {}/stats.json, {} plots (PNG+SVG), report.html",
         elapsed.as_secs_f32(),
@@ -84,6 +94,10 @@ fn print_table(s: &EdaStats) {
         s.top_content_words.iter().take(10).map(|(w, c)| format!("{w} {c}")).collect();
     println!("top content words            {}", top.join(", "));
     if let Some(img) = &s.image_stats {
+        println!(
+            "images checked               {} ({} unreadable); {} decoded for statistics",
+            img.checked, img.unreadable, img.decoded
+        );
         let sizes: Vec<String> = img.sizes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         println!("image sizes                  {}", sizes.join(", "));
         println!(
@@ -175,10 +189,10 @@ fn save(out: &Path, stem: &str, b: &Bars) -> Result<String> {
     let h = if b.horizontal { (140 + 22 * b.values.len()).clamp(300, 1000) as u32 } else { 480 };
     let svg = out.join(format!("{stem}.svg"));
     draw(SVGBackend::new(&svg, (900, h)).into_drawing_area(), b)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", svg.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", svg.display()))?;
     let png = out.join(format!("{stem}.png"));
     draw(BitMapBackend::new(&png, (900, h)).into_drawing_area(), b)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", png.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))?;
     Ok(stem.to_string())
 }
 
@@ -269,7 +283,7 @@ fn thumbnails(ds: &Dataset, s: &EdaStats, out: &Path) -> Result<Vec<(String, usi
     let Some(img) = &s.image_stats else { return Ok(vec![]) };
     let pre = ImagePreprocessor::new(128, Resample::Bicubic);
     let dir = out.join("thumbnails");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cols = 4u32;
     let rows = (img.thumbnails.len() as u32).div_ceil(cols);
     let mut grid = image::RgbImage::from_pixel(cols * 132, rows * 132, image::Rgb([255, 255, 255]));
@@ -278,7 +292,7 @@ fn thumbnails(ds: &Dataset, s: &EdaStats, out: &Path) -> Result<Vec<(String, usi
         let Ok(decoded) = ds.items[id].decode_image() else { continue };
         let thumb = pre.resize_u8(&rsicd_data::decode::to_rgb8(&decoded));
         let name = format!("thumbnails/{k:02}.png");
-        thumb.save(out.join(&name)).with_context(|| format!("writing {name}"))?;
+        save_image(&thumb, &out.join(&name))?;
         image::imageops::replace(
             &mut grid,
             &thumb,
@@ -287,8 +301,14 @@ fn thumbnails(ds: &Dataset, s: &EdaStats, out: &Path) -> Result<Vec<(String, usi
         );
         made.push((name, id));
     }
-    grid.save(out.join("thumbnail_grid.png")).context("writing thumbnail_grid.png")?;
+    save_image(&grid, &out.join("thumbnail_grid.png"))?;
     Ok(made)
+}
+
+/// Saves a PNG. `image` errors display their io cause and also return it as their source, so they are
+/// formatted here (once) rather than chained under a context.
+fn save_image(img: &image::RgbImage, path: &Path) -> Result<()> {
+    img.save(path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 fn esc(s: &str) -> String {
@@ -371,9 +391,17 @@ fn html(
     if let Some(img) = &s.image_stats {
         let _ = write!(
             h,
-            "<h2>Images</h2><p>{} decoded ({} failed). RGB mean {:.1} / {:.1} / {:.1}, std {:.1} / {:.1} / {:.1}.</p><table><tr><th>size</th><th>images</th></tr>",
-            img.decoded, img.failed, img.channel_mean[0], img.channel_mean[1], img.channel_mean[2], img.channel_std[0], img.channel_std[1], img.channel_std[2]
+            "<h2>Images</h2><p>{} checked, {} unreadable; {} decoded for statistics ({} failed). RGB mean {:.1} / {:.1} / {:.1}, std {:.1} / {:.1} / {:.1}.</p>",
+            img.checked, img.unreadable, img.decoded, img.failed, img.channel_mean[0], img.channel_mean[1], img.channel_mean[2], img.channel_std[0], img.channel_std[1], img.channel_std[2]
         );
+        if !img.unreadable_examples.is_empty() {
+            h.push_str("<p><b>Errors</b> (unreadable images, left out of the statistics):</p><ul>");
+            for e in &img.unreadable_examples {
+                let _ = write!(h, "<li>{}</li>", esc(e));
+            }
+            h.push_str("</ul>");
+        }
+        h.push_str("<table><tr><th>size</th><th>images</th></tr>");
         for (k, v) in &img.sizes {
             let _ = write!(h, "<tr><td>{k}</td><td>{v}</td></tr>");
         }

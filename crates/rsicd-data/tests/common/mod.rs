@@ -32,6 +32,15 @@ pub fn remote_sensing() -> Option<PathBuf> {
     shared().map(|d| d.join("data/remote-sensing"))
 }
 
+/// Removes a temporary folder when dropped, so tests leave nothing behind whether they pass or fail.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| -> u32 {
         match c {
