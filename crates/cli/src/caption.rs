@@ -16,10 +16,10 @@ pub struct Args {
     /// Text prefix (PaliGemma's task prompt).
     #[arg(long, default_value = "caption en")]
     pub prompt: String,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub max_new_tokens: usize,
     /// Beam width (1 = greedy).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub beams: usize,
     /// f32, bf16 or f16 (default: the checkpoint's dtype).
     #[arg(long)]
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     pub batch_size: usize,
     /// bicubic (as the HF processor) or bilinear (antialiased, as big_vision).
     #[arg(long, default_value = "bicubic")]
@@ -36,6 +36,14 @@ pub struct Args {
     /// One JSON object per image: {"image", "caption", "token_ids"}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A clap value parser for counts: a whole number >= 1 (clap names the option in its error).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number >= 1".into()),
+    }
 }
 
 pub fn run(args: &Args) -> Result<i32> {
@@ -62,21 +70,34 @@ pub fn run(args: &Args) -> Result<i32> {
     let prompt = layout.build(&prefix, &sep, None)?;
     let cfg = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
-        num_beams: args.beams.max(1),
+        num_beams: args.beams,
         ..Default::default()
     };
-    for chunk in args.image.chunks(args.batch_size.max(1)) {
+    // An unreadable image is reported and skipped: every readable one is still captioned (its batch included).
+    let mut failed = 0;
+    for chunk in args.image.chunks(args.batch_size) {
         let mut pixels = Vec::with_capacity(chunk.len() * pre.len());
-        for path in chunk {
-            pixels.extend(
-                pre.load(path).with_context(|| format!("reading image {}", path.display()))?,
-            );
+        let mut paths = Vec::with_capacity(chunk.len());
+        for (path, loaded) in chunk.iter().zip(pre.load_batch(chunk)) {
+            match loaded {
+                Ok(p) => {
+                    pixels.extend(p);
+                    paths.push(path);
+                }
+                Err(e) => {
+                    eprintln!("error: reading image {e}");
+                    failed += 1;
+                }
+            }
+        }
+        if paths.is_empty() {
+            continue;
         }
         let pixels =
-            Tensor::from_slice(&pixels).view([chunk.len() as i64, 3, size as i64, size as i64]);
-        let prompts = vec![prompt.clone(); chunk.len()];
+            Tensor::from_slice(&pixels).view([paths.len() as i64, 3, size as i64, size as i64]);
+        let prompts = vec![prompt.clone(); paths.len()];
         let ids = generate(model, &prompts, &pixels, None, &cfg);
-        for (path, ids) in chunk.iter().zip(ids) {
+        for (path, ids) in paths.into_iter().zip(ids) {
             let caption = tok.decode(&ids, true)?;
             if args.json {
                 let line = serde_json::json!({"image": path, "caption": caption, "token_ids": ids});
@@ -85,6 +106,12 @@ pub fn run(args: &Args) -> Result<i32> {
                 println!("{}\t{}", path.display(), caption);
             }
         }
+    }
+    if failed > 0 {
+        let total = args.image.len();
+        let rest = if failed < total { "; the others were captioned" } else { "" };
+        let s = if total == 1 { "" } else { "s" };
+        anyhow::bail!("{failed} of {total} image{s} could not be read (see above){rest}");
     }
     Ok(0)
 }

@@ -1,7 +1,8 @@
 //! `eval` (any checkpoint, the zero-shot base included) and `export` (merge adapters into an HF directory).
+use crate::caption::at_least_one;
 use anyhow::{bail, Context, Result};
 use paligemma::{DType, LoadOptions, SequenceLayout};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use trainer::config::EvalConfig;
 use trainer::data::{self, Prompt};
 use trainer::eval::{self, Evaluation};
@@ -25,12 +26,12 @@ pub struct EvalArgs {
     pub split: String,
     #[arg(long, default_value = "caption en")]
     pub prompt: String,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub beams: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub max_new_tokens: usize,
     /// Evaluate an evenly spaced subset of this many images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub limit: Option<usize>,
     #[arg(long)]
     pub dtype: Option<String>,
@@ -42,7 +43,7 @@ pub struct EvalArgs {
     /// Write the predictions (COCO results JSON) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub batch_size: usize,
 }
 
@@ -149,9 +150,24 @@ pub struct ExportArgs {
     /// Training run directory.
     #[arg(long)]
     pub run: PathBuf,
-    /// Output HF-format directory (adapters merged into the base).
+    /// Output HF-format directory (adapters merged into the base): new or empty, and never one the run reads.
     #[arg(long)]
     pub to: PathBuf,
+    /// Export into a non-empty --to, replacing its model.safetensors, config.json and tokenizer.json.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// The directories the run reads: its config's inputs, the run itself and the image folder it trained on.
+fn run_inputs(cfg: &ExperimentConfig, run: &Path) -> Vec<(String, PathBuf)> {
+    let mut inputs = cfg.input_dirs();
+    inputs.push(("the run directory (--run)".into(), run.to_path_buf()));
+    let info: Option<serde_json::Value> =
+        std::fs::read(run.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(root) = info.as_ref().and_then(|v| v["image_root"].as_str()) {
+        inputs.push(("the run's image folder".into(), PathBuf::from(root)));
+    }
+    inputs
 }
 
 pub fn run_export(args: &ExportArgs) -> Result<i32> {
@@ -164,19 +180,24 @@ pub fn run_export(args: &ExportArgs) -> Result<i32> {
     {
         bail!("a soft prompt is not part of an HF PaliGemma checkpoint; evaluate or caption with `eval --run {}`", args.run.display());
     }
+    let tokenizer = match (cfg.model.source, &cfg.model.path, &cfg.model.scratch) {
+        (trainer::config::ModelSource::Hf, Some(base), _) => base.join("tokenizer.json"),
+        (trainer::config::ModelSource::Scratch, _, Some(s)) => {
+            s.tokenizer.clone().unwrap_or_else(|| args.run.join("tokenizer.json"))
+        }
+        (trainer::config::ModelSource::Custom, _, _) => {
+            bail!("custom compositions are exported with their run directory only")
+        }
+        _ => bail!("{}: the config names no base model", args.run.join("config.toml").display()),
+    };
+    // Before anything is loaded or written: never into (or around) what the run reads, never over files
+    // without --overwrite.
+    trainer::peft::check_export_target(&args.to, &run_inputs(&cfg, &args.run), args.overwrite)
+        .map_err(|e| anyhow::anyhow!("--to {e}"))?;
     let mut built = strategy::build(&cfg, &[], &args.run)?;
     let (dir, state) = checkpoint::latest_good(&args.run.join("checkpoints"))?
         .with_context(|| format!("no good checkpoint in {}", args.run.display()))?;
     checkpoint::load(&dir, &built.trainables)?;
-    let tokenizer = match cfg.model.source {
-        trainer::config::ModelSource::Hf => {
-            cfg.model.path.clone().expect("validated").join("tokenizer.json")
-        }
-        trainer::config::ModelSource::Scratch => args.run.join("tokenizer.json"),
-        trainer::config::ModelSource::Custom => {
-            bail!("custom compositions are exported with their run directory only")
-        }
-    };
     trainer::peft::export_merged(&mut built.model, &built.base_vs, &tokenizer, &args.to)?;
     println!(
         "exported step {} of {} to {} (adapters merged)",

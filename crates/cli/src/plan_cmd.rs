@@ -17,11 +17,18 @@ pub struct PlanArgs {
     #[arg(long)]
     pub architecture: Option<String>,
     /// Caption length in tokens (RSICD captions average about 20 Gemma tokens; 32 covers almost all).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::caption::at_least_one)]
     pub text_len: usize,
     /// GPU memory to compare against, in GiB.
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 16.0, value_parser = positive_gib)]
     pub gpu_gib: f64,
+}
+
+fn positive_gib(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a finite number of GiB > 0".into()),
+    }
 }
 
 pub fn run_plan(args: &PlanArgs) -> Result<i32> {

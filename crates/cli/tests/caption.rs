@@ -111,3 +111,47 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn unreadable_images_are_reported_and_every_readable_one_is_captioned() {
+    let tmp = std::env::temp_dir().join(format!("pg-caption-mixed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let sample = std::fs::read(root().join("data/fixtures/sample.png")).unwrap();
+    let good: Vec<PathBuf> = ["a.png", "b.png", "c.png"].iter().map(|n| tmp.join(n)).collect();
+    for g in &good {
+        std::fs::write(g, &sample).unwrap();
+    }
+    let missing = tmp.join("missing.png");
+    let text = tmp.join("text.png");
+    std::fs::write(&text, "not an image\n").unwrap();
+    let truncated = tmp.join("truncated.png");
+    std::fs::write(&truncated, &sample[..sample.len() / 3]).unwrap();
+    // bad images share both batches with good ones
+    let images = [&good[0], &missing, &text, &good[1], &truncated, &good[2]];
+    let out = Command::new(env!("CARGO_BIN_EXE_pgrs"))
+        .current_dir(root())
+        .args(["caption", "--model", "data/fixtures/mqa", "--max-new-tokens", "4"])
+        .args(["--batch-size", "3", "--image"])
+        .args(images)
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<(&str, &str)> = stdout.lines().map(|l| l.split_once('\t').unwrap()).collect();
+    let paths: Vec<String> = good.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), paths, "{stdout}\n{stderr}");
+    assert!(lines.iter().all(|l| l.1 == lines[0].1), "same image, same caption: {stdout}");
+    for bad in [&missing, &text, &truncated] {
+        let line = stderr.lines().find(|l| l.contains(&*bad.display().to_string()));
+        assert!(
+            line.is_some_and(|l| l.starts_with("error:")),
+            "{} not reported: {stderr}",
+            bad.display()
+        );
+    }
+    assert!(stderr.contains("3 of 6 images could not be read"), "{stderr}");
+}

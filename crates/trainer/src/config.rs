@@ -494,18 +494,152 @@ impl ExperimentConfig {
         {
             return bad("strategy `hard_prompt` needs train.preset or train.trainable globs".into());
         }
-        let t = &self.train;
-        if t.steps == 0 || t.batch_size == 0 || t.grad_accum == 0 {
-            return bad(
-                "train.steps, train.batch_size and train.grad_accum must be positive".into()
-            );
-        }
-        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
-            return bad(format!("optim.lr must be positive, got {}", self.optim.lr));
+        let problems = self.numeric_problems();
+        if !problems.is_empty() {
+            return bad(problems.join("; "));
         }
         weights::DType::parse(&self.model.dtype)
             .map_err(|e| TrainError::Config(format!("model.dtype: {e}")))?;
         Ok(())
+    }
+
+    /// Every numeric knob outside its range, as `key = value: expected …` (non-finite floats are never accepted).
+    fn numeric_problems(&self) -> Vec<String> {
+        let mut c = Checks::default();
+        let t = &self.train;
+        c.count("train.steps", t.steps);
+        c.count("train.batch_size", t.batch_size);
+        c.count("train.grad_accum", t.grad_accum);
+        if let Some(v) = t.max_grad_norm {
+            c.float(
+                "train.max_grad_norm",
+                v,
+                v > 0.0,
+                "a finite number > 0 (omit it for no clipping)",
+            );
+        }
+        let o = &self.optim;
+        c.float("optim.lr", o.lr, o.lr > 0.0, "a finite number > 0");
+        c.float(
+            "optim.weight_decay",
+            o.weight_decay,
+            o.weight_decay >= 0.0,
+            "a finite number >= 0",
+        );
+        c.float("optim.beta1", o.beta1, (0.0..1.0).contains(&o.beta1), "a number in [0, 1)");
+        c.float("optim.beta2", o.beta2, (0.0..1.0).contains(&o.beta2), "a number in [0, 1)");
+        c.float("optim.eps", o.eps, o.eps > 0.0, "a finite number > 0");
+        c.float(
+            "optim.momentum",
+            o.momentum,
+            (0.0..1.0).contains(&o.momentum),
+            "a number in [0, 1)",
+        );
+        c.float(
+            "optim.warmup_frac",
+            o.warmup_frac,
+            (0.0..=1.0).contains(&o.warmup_frac),
+            "a number in [0, 1]",
+        );
+        c.float(
+            "optim.min_lr_frac",
+            o.min_lr_frac,
+            (0.0..=1.0).contains(&o.min_lr_frac),
+            "a number in [0, 1]",
+        );
+        if let Some(w) = o.warmup_steps {
+            if w > t.steps {
+                c.fail("optim.warmup_steps", w, &format!("at most train.steps ({})", t.steps));
+            }
+        }
+        if let Some(l) = &self.lora {
+            if l.r < 1 {
+                c.fail("lora.r", l.r, "an integer >= 1");
+            }
+            c.float("lora.alpha", l.alpha, l.alpha > 0.0, "a finite number > 0");
+            c.float(
+                "lora.dropout",
+                l.dropout,
+                (0.0..1.0).contains(&l.dropout),
+                "a number in [0, 1)",
+            );
+        }
+        if let Some(sp) = &self.soft_prompt {
+            c.count("soft_prompt.length", sp.length);
+            if let soft_prompt::SoftPromptInit::Normal { std: Some(s) } = sp.init {
+                c.float("soft_prompt.init.std", s, s > 0.0, "a finite number > 0");
+            }
+        }
+        if let Some(n) = self.data.max_len {
+            c.count("data.max_len", n);
+        }
+        if let Some(s) = &self.model.scratch {
+            for (key, v) in [
+                ("image_size", s.image_size),
+                ("patch_size", s.patch_size),
+                ("vision_hidden", s.vision_hidden),
+                ("vision_layers", s.vision_layers),
+                ("vision_heads", s.vision_heads),
+                ("vision_mlp", s.vision_mlp),
+                ("text_hidden", s.text_hidden),
+                ("text_layers", s.text_layers),
+                ("heads", s.heads),
+                ("kv_heads", s.kv_heads),
+                ("head_dim", s.head_dim),
+                ("text_mlp", s.text_mlp),
+            ] {
+                if v < 1 {
+                    c.fail(&format!("model.scratch.{key}"), v, "an integer >= 1");
+                }
+            }
+            c.float("model.scratch.init_std", s.init_std, s.init_std > 0.0, "a finite number > 0");
+        }
+        if let Some(h) = self.model.custom.as_ref().and_then(|c| c.projector_hidden) {
+            if h < 1 {
+                c.fail("model.custom.projector_hidden", h, "an integer >= 1");
+            }
+        }
+        let e = &self.eval;
+        c.count("eval.num_beams", e.num_beams);
+        c.count("eval.max_new_tokens", e.max_new_tokens);
+        c.count("eval.batch_size", e.batch_size);
+        for (key, v) in [("eval.val_subset", e.val_subset), ("eval.test_subset", e.test_subset)] {
+            if v == Some(0) {
+                c.fail(key, 0, "an integer >= 1 (omit it to use every image)");
+            }
+        }
+        c.0
+    }
+
+    /// The directories a run of this config reads from, each with what it is (for messages): the base model
+    /// (or its standalone parts and tokenizer), the dataset's annotation folder and its image folder. Nothing may
+    /// be written into them (see `peft::check_export_target`).
+    pub fn input_dirs(&self) -> Vec<(String, PathBuf)> {
+        let parent = |p: &Path| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut dirs = vec![];
+        if let Some(p) = &self.model.path {
+            dirs.push(("the base model directory (model.path)".to_string(), p.clone()));
+        }
+        if let Some(t) = self.model.scratch.as_ref().and_then(|s| s.tokenizer.as_ref()) {
+            dirs.push(("the tokenizer's directory (model.scratch.tokenizer)".into(), parent(t)));
+        }
+        if let Some(c) = &self.model.custom {
+            dirs.push(("the SigLIP directory (model.custom.siglip)".into(), c.siglip.clone()));
+            dirs.push(("the Gemma directory (model.custom.gemma)".into(), c.gemma.clone()));
+            if let Some(t) = &c.tokenizer {
+                dirs.push(("the tokenizer's directory (model.custom.tokenizer)".into(), parent(t)));
+            }
+        }
+        let data =
+            if self.data.path.is_dir() { self.data.path.clone() } else { parent(&self.data.path) };
+        dirs.push(("the dataset directory (data.path)".into(), data));
+        if let Some(d) = &self.data.image_dir {
+            dirs.push(("the image directory (data.image_dir)".into(), d.clone()));
+        }
+        dirs
     }
 
     /// Canonical JSON of the resolved config (what the config hash is computed over).
@@ -516,6 +650,30 @@ impl ExperimentConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# could not render the config: {e}\n"))
+    }
+}
+
+/// Collects range problems, each naming its key, the value given and what was expected.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn fail(&mut self, key: &str, value: impl std::fmt::Display, expected: &str) {
+        self.0.push(format!("{key} = {value}: expected {expected}"));
+    }
+
+    /// A count that must be at least 1.
+    fn count(&mut self, key: &str, value: usize) {
+        if value == 0 {
+            self.fail(key, value, "an integer >= 1");
+        }
+    }
+
+    /// A float that must be finite and satisfy `ok`.
+    fn float(&mut self, key: &str, value: f64, ok: bool, expected: &str) {
+        if !value.is_finite() || !ok {
+            self.fail(key, value, expected);
+        }
     }
 }
 
@@ -592,5 +750,91 @@ path = "synth/dataset.json"
         assert!(e.contains("model.dtype") && e.contains("unsupported dtype"), "{e}");
         let e = ExperimentConfig::from_toml(BASE, &["nonsense".into()]).unwrap_err().to_string();
         assert!(e.contains("expected key=value"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected_naming_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("optim.lr=inf", "optim.lr = inf: expected a finite number > 0"),
+            ("optim.lr=nan", "optim.lr = NaN: expected a finite number > 0"),
+            ("optim.lr=-1e-4", "optim.lr = -0.0001: expected a finite number > 0"),
+            ("optim.lr=0.0", "optim.lr = 0: expected a finite number > 0"),
+            ("optim.weight_decay=-0.1", "optim.weight_decay = -0.1: expected a finite number >= 0"),
+            ("optim.weight_decay=inf", "optim.weight_decay = inf"),
+            ("optim.beta1=1.0", "optim.beta1 = 1: expected a number in [0, 1)"),
+            ("optim.beta2=nan", "optim.beta2 = NaN"),
+            ("optim.eps=0.0", "optim.eps = 0: expected a finite number > 0"),
+            ("optim.momentum=-0.5", "optim.momentum = -0.5"),
+            ("optim.warmup_frac=1.5", "optim.warmup_frac = 1.5: expected a number in [0, 1]"),
+            ("optim.min_lr_frac=-inf", "optim.min_lr_frac = -inf"),
+            (
+                "optim.warmup_steps=101",
+                "optim.warmup_steps = 101: expected at most train.steps (100)",
+            ),
+            ("train.steps=0", "train.steps = 0: expected an integer >= 1"),
+            ("train.batch_size=0", "train.batch_size = 0: expected an integer >= 1"),
+            ("train.grad_accum=0", "train.grad_accum = 0: expected an integer >= 1"),
+            ("train.max_grad_norm=0.0", "train.max_grad_norm = 0: expected a finite number > 0"),
+            ("train.max_grad_norm=nan", "train.max_grad_norm = NaN"),
+            ("lora.r=0", "lora.r = 0: expected an integer >= 1"),
+            ("lora.alpha=inf", "lora.alpha = inf: expected a finite number > 0"),
+            ("lora.dropout=1.0", "lora.dropout = 1: expected a number in [0, 1)"),
+            ("lora.dropout=-0.1", "lora.dropout = -0.1"),
+            ("eval.num_beams=0", "eval.num_beams = 0: expected an integer >= 1"),
+            ("eval.max_new_tokens=0", "eval.max_new_tokens = 0"),
+            ("eval.batch_size=0", "eval.batch_size = 0"),
+            ("eval.test_subset=0", "eval.test_subset = 0"),
+            ("data.max_len=0", "data.max_len = 0"),
+        ];
+        for (set, want) in cases {
+            let e = ExperimentConfig::from_toml(BASE, &[set.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(want), "{set}: {e}");
+        }
+        // several problems are reported together
+        let e = ExperimentConfig::from_toml(BASE, &["optim.lr=inf".into(), "lora.r=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("optim.lr = inf") && e.contains("lora.r = 0"), "{e}");
+        // the edges that are allowed
+        let ok = [
+            "optim.weight_decay=0.0",
+            "optim.beta1=0.0",
+            "optim.warmup_frac=1.0",
+            "optim.min_lr_frac=0.0",
+            "optim.warmup_steps=100",
+            "lora.dropout=0.0",
+        ];
+        for set in ok {
+            ExperimentConfig::from_toml(BASE, &[set.to_string()]).unwrap();
+        }
+        let scratch = "name = \"s\"\nstrategy = \"hard_prompt\"\n[model]\nsource = \"scratch\"\n\
+            [model.scratch]\nimage_size = 32\npatch_size = 8\nvision_hidden = 0\nvision_layers = 1\n\
+            vision_heads = 1\nvision_mlp = 8\ntext_hidden = 8\ntext_layers = 1\nheads = 1\nhead_dim = 8\n\
+            text_mlp = 8\ninit_std = nan\n[data]\npath = \"d.json\"\n[train]\npreset = \"all\"\n";
+        let e = ExperimentConfig::from_toml(scratch, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("model.scratch.vision_hidden = 0")
+                && e.contains("model.scratch.init_std = NaN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_shipped_experiment_file_validates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        let mut n = 0;
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    ExperimentConfig::load(&path, &[]).unwrap();
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 0);
     }
 }
