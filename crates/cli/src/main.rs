@@ -66,11 +66,13 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("error: {err:#}");
-            let interrupted = matches!(
-                err.downcast_ref::<trainer::TrainError>(),
-                Some(trainer::TrainError::Interrupted(_))
-            );
-            std::process::exit(if interrupted { 130 } else { 1 });
+            // A clean stop on a signal exits as the shell reports that signal: 130 (SIGINT), 143 (SIGTERM),
+            // 129 (SIGHUP); docs/reliability.md lists the codes.
+            let code = match err.downcast_ref::<trainer::TrainError>() {
+                Some(trainer::TrainError::Interrupted { signal, .. }) => signal.exit_code(),
+                _ => 1,
+            };
+            std::process::exit(code);
         }
     }
 }

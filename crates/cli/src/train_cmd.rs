@@ -22,6 +22,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Do not check every dataset image before step 1 (huge sets known to be good).
+    #[arg(long)]
+    pub skip_image_check: bool,
 }
 
 pub fn load_config(args: &TrainArgs) -> Result<ExperimentConfig> {
@@ -75,6 +78,7 @@ pub fn run_train(args: &TrainArgs) -> Result<i32> {
         resume: args.resume.clone(),
         dry_run: args.dry_run,
         quiet: args.quiet,
+        skip_image_check: args.skip_image_check,
     };
     let summary = trainer::train(&cfg, &opts)?;
     if !args.dry_run {
@@ -136,6 +140,7 @@ pub fn run_sweep(args: &SweepArgs) -> Result<i32> {
                 resume: None,
                 dry_run: false,
                 quiet: args.quiet,
+                skip_image_check: false,
             },
         )?;
         runs.push(summary.run_dir);
@@ -192,6 +197,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<i32> {
             resume: None,
             dry_run: false,
             quiet: args.quiet,
+            skip_image_check: false,
         },
     )?;
     println!();

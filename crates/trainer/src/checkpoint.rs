@@ -1,7 +1,8 @@
 //! Checkpoints that can be trusted: trainable weights, optimizer state and the run state (step, data cursor, loss
 //! scale, hashes of the config and of the base weights) written to a temporary directory, fsynced, listed with their
 //! sha256 in a manifest, then renamed into place. Resuming verifies the manifest and falls back to the previous
-//! checkpoint when the newest is damaged (user-pitfalls items 12 and 24).
+//! checkpoint when the newest is damaged; a resumed run moves damaged checkpoints to `checkpoints/damaged/`, so they
+//! are never counted among the checkpoints kept, and pruning never removes the checkpoint just written.
 use crate::TrainError;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -21,6 +22,10 @@ pub struct RunState {
     pub good_steps: usize,
     pub config_hash: String,
     pub base_hash: String,
+    /// The normalized config `config_hash` is computed from, so a refused resume can name the keys that changed.
+    /// Absent in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 
 const FILES: [&str; 3] = ["trainable.safetensors", "optimizer.safetensors", "state.json"];
@@ -82,7 +87,7 @@ pub fn save(
     if let Ok(d) = std::fs::File::open(root) {
         let _ = d.sync_all();
     }
-    prune(root, keep);
+    prune(root, keep, state.step);
     Ok(final_dir)
 }
 
@@ -102,10 +107,34 @@ pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
-fn prune(root: &Path, keep: usize) {
-    for (_, dir) in list(root).into_iter().skip(keep.max(1)) {
+/// Keeps the newest `keep` checkpoints, and always the one just written (`saved`), whatever else is there.
+fn prune(root: &Path, keep: usize, saved: usize) {
+    let others = list(root).into_iter().filter(|(step, _)| *step != saved);
+    for (_, dir) in others.skip(keep.max(1) - 1) {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Moves every checkpoint that fails verification to `checkpoints/damaged/` (kept for inspection, never resumed
+/// from, never counted by pruning) and returns what was moved, with the reason.
+pub fn quarantine_damaged(root: &Path) -> Result<Vec<(PathBuf, String)>, TrainError> {
+    let mut moved = vec![];
+    for (_, dir) in list(root) {
+        if let Err(e) = verify(&dir) {
+            let aside = root.join("damaged");
+            std::fs::create_dir_all(&aside).map_err(io(&aside))?;
+            let mut to = aside.join(dir.file_name().expect("step dir"));
+            let mut n = 1;
+            while to.exists() {
+                n += 1;
+                to = aside
+                    .join(format!("{}-{n}", dir.file_name().expect("step dir").to_string_lossy()));
+            }
+            std::fs::rename(&dir, &to).map_err(io(&dir))?;
+            moved.push((to, e.to_string()));
+        }
+    }
+    Ok(moved)
 }
 
 /// Checks a checkpoint directory against its manifest; returns its state.
@@ -194,6 +223,7 @@ mod tests {
             good_steps: step,
             config_hash: "c".into(),
             base_hash: "b".into(),
+            config: None,
         }
     }
 
@@ -227,6 +257,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no tensor `v`"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 9, item 2: when every checkpoint is damaged, new ones must survive pruning.
+    #[test]
+    fn damaged_checkpoints_are_moved_aside_and_never_kept_instead_of_new_ones() {
+        let root = std::env::temp_dir().join(format!("pg-ckpt-damaged-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let w = vec![("w".to_string(), Tensor::ones([4], (Kind::Float, Device::Cpu)))];
+        for step in [10, 20] {
+            let dir = save(&root, &state(step), &w, &[], 5).unwrap();
+            std::fs::write(dir.join("trainable.safetensors"), b"damaged").unwrap();
+        }
+        assert!(latest_good(&root).unwrap().is_none());
+        // Even before quarantine, a new checkpoint with a lower step is never pruned in favour of newer numbers.
+        save(&root, &state(1), &w, &[], 2).unwrap();
+        assert!(dir_for(&root, 1).exists(), "the checkpoint just written was pruned");
+        assert_eq!(list(&root).iter().map(|x| x.0).collect::<Vec<_>>(), [20, 1]);
+        let moved = quarantine_damaged(&root).unwrap();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0].1.contains("does not match its checksum"), "{}", moved[0].1);
+        assert!(root.join("damaged/step-000020").exists());
+        save(&root, &state(2), &w, &[], 1).unwrap();
+        assert_eq!(list(&root).iter().map(|x| x.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(latest_good(&root).unwrap().unwrap().1.step, 2);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

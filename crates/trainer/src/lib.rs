@@ -48,8 +48,19 @@ pub enum TrainError {
     NonFinite(String),
     #[error("{0}")]
     Gradient(String),
-    #[error("interrupted: a checkpoint was saved in {0}; continue with --resume")]
-    Interrupted(String),
+    /// Stopped by SIGINT, SIGTERM or SIGHUP; the CLI exits with `signal.exit_code()` (128 + the signal number).
+    #[error("interrupted by {}: {}", signal.name(), match checkpoint {
+        Some(c) => format!("a checkpoint was saved in {}; continue with --resume {}", c.display(), run.display()),
+        None => "training had not started, nothing to resume".to_string(),
+    })]
+    Interrupted {
+        signal: interrupt::Signal,
+        run: std::path::PathBuf,
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// Training stopped on an error after saving what it could; the message says where and how to continue.
+    #[error("{0}")]
+    Stopped(String),
     #[error(transparent)]
     Model(#[from] paligemma::PaliGemmaError),
     #[error(transparent)]

@@ -86,6 +86,26 @@ impl RunDir {
         Ok(())
     }
 
+    /// A run restarting from step 0 (no good checkpoint) starts a new `metrics.jsonl`; the old one is renamed
+    /// `metrics-<time>.jsonl` (returned), so no step appears twice in the log and nothing logged is lost.
+    pub fn restart_metrics(&mut self) -> Result<Option<PathBuf>, TrainError> {
+        let mpath = self.path.join("metrics.jsonl");
+        if std::fs::metadata(&mpath).map(|m| m.len() == 0).unwrap_or(true) {
+            return Ok(None);
+        }
+        let (stamp, _) = now();
+        let mut old = self.path.join(format!("metrics-{stamp}.jsonl"));
+        let mut n = 1;
+        while old.exists() {
+            n += 1;
+            old = self.path.join(format!("metrics-{stamp}-{n}.jsonl"));
+        }
+        std::fs::rename(&mpath, &old)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", mpath.display())))?;
+        *self = Self::open(&self.path)?;
+        Ok(Some(old))
+    }
+
     pub fn write_json(&self, rel: &str, v: &Value) -> Result<(), TrainError> {
         write_atomic(&self.path.join(rel), &serde_json::to_vec_pretty(v).expect("json"))
     }
@@ -110,9 +130,38 @@ impl RunDir {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Issue 9, item 4: a restart from step 0 must not leave the old steps in the log.
+    #[test]
+    fn restart_and_resume_keep_each_step_once() {
+        let dir = std::env::temp_dir().join(format!("pg-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut run = RunDir::open(&dir).unwrap();
+        for step in 1..=6 {
+            run.log(&serde_json::json!({"kind": "train", "step": step})).unwrap();
+        }
+        run.truncate_metrics_after(4).unwrap();
+        run.log(&serde_json::json!({"kind": "train", "step": 5})).unwrap();
+        let steps = |p: &Path| -> Vec<u64> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(steps(&dir.join("metrics.jsonl")), [1, 2, 3, 4, 5]);
+        let old = run.restart_metrics().unwrap().expect("the old log is kept");
+        run.log(&serde_json::json!({"kind": "train", "step": 1})).unwrap();
+        assert_eq!(steps(&dir.join("metrics.jsonl")), [1]);
+        assert_eq!(steps(&old), [1, 2, 3, 4, 5]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn timestamp_shape() {
-        let (stamp, rfc) = super::now();
+        let (stamp, rfc) = now();
         assert_eq!(stamp.len(), 15);
         assert!(rfc.ends_with('Z') && rfc.len() == 20 && rfc.starts_with("20"));
     }

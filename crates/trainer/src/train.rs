@@ -13,8 +13,6 @@ use crate::TrainError;
 use serde_json::json;
 use sha2::Digest;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 use weights::DType;
@@ -29,6 +27,8 @@ pub struct TrainOptions {
     pub dry_run: bool,
     /// No progress bar (tests, CI logs).
     pub quiet: bool,
+    /// Skip the check of every dataset image before step 1 (for huge sets whose images are known good).
+    pub skip_image_check: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,24 +42,6 @@ pub struct TrainSummary {
     pub before_metrics: Option<Vec<(String, f64)>>,
     pub baseline_metrics: Option<Vec<(String, f64)>>,
     pub report: Option<PathBuf>,
-}
-
-/// Set by Ctrl-C; the loop saves a checkpoint and stops at the next step boundary.
-fn interrupted() -> &'static Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        let _ = ctrlc::set_handler(move || {
-            if f.swap(true, Ordering::SeqCst) {
-                std::process::exit(130); // second Ctrl-C: leave now
-            }
-            eprintln!(
-                "\ninterrupt: saving a checkpoint at the end of this step (Ctrl-C again to abort)"
-            );
-        });
-        flag
-    })
 }
 
 /// f16 training: the loss is scaled so small gradients survive f16, unscaled before the update; the scale halves
@@ -88,9 +70,9 @@ impl LossScaler {
     }
 }
 
-fn config_hash(cfg: &ExperimentConfig) -> String {
-    // Knobs that do not change what is learned (logging, evaluation cadence, device) are left out, so a resumed run
-    // may change them; everything else must match.
+/// The config as far as it decides what is learned, as canonical JSON: knobs that do not (logging, evaluation
+/// cadence, device) are blanked, so a resumed run may change them; everything else must match the checkpoint's.
+fn config_fingerprint(cfg: &ExperimentConfig) -> String {
     let mut c = cfg.clone();
     c.train.log_every = 0;
     c.train.eval_every = 0;
@@ -98,7 +80,37 @@ fn config_hash(cfg: &ExperimentConfig) -> String {
     c.train.keep_checkpoints = 0;
     c.eval = Default::default();
     c.model.device = String::new();
-    strategy::hex(&sha2::Sha256::digest(c.canonical_json()))
+    c.canonical_json()
+}
+
+fn config_hash(cfg: &ExperimentConfig) -> String {
+    strategy::hex(&sha2::Sha256::digest(config_fingerprint(cfg)))
+}
+
+/// `key: old -> new` for every leaf that differs between two configs (dotted keys, as `--set` takes them).
+fn config_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn leaves(v: &serde_json::Value, prefix: String, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(x, key, out);
+                }
+            }
+            other => out.push((prefix, other.to_string())),
+        }
+    }
+    let (mut a, mut b) = (vec![], vec![]);
+    leaves(old, String::new(), &mut a);
+    leaves(new, String::new(), &mut b);
+    let a: std::collections::BTreeMap<_, _> = a.into_iter().collect();
+    let b: std::collections::BTreeMap<_, _> = b.into_iter().collect();
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let unset = "(unset)".to_string();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} -> {}", a.get(k).unwrap_or(&unset), b.get(k).unwrap_or(&unset)))
+        .collect()
 }
 
 fn metric_json(m: &[(String, f64)]) -> serde_json::Value {
@@ -108,7 +120,13 @@ fn metric_json(m: &[(String, f64)]) -> serde_json::Value {
 /// Trains (or resumes) a run and returns its summary.
 pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
+    // SIGINT, SIGTERM and SIGHUP are acted on at safe points: before training starts, and at step boundaries after
+    // a checkpoint. A second signal ends the process at once.
+    interrupt::install("stopping at the next step boundary, after saving a checkpoint");
     let ds = data::load_dataset(cfg)?;
+    if !opts.skip_image_check && !opts.dry_run {
+        check_images(&ds, cfg)?;
+    }
     let train_split = rsicd_data::Split::parse(&cfg.data.train_split);
     let texts: Vec<String> = ds
         .split(&train_split)
@@ -194,14 +212,25 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         good_steps: 0,
         config_hash: hash.clone(),
         base_hash: built.base_hash.clone(),
+        config: serde_json::from_str(&config_fingerprint(cfg)).ok(),
     };
     if opts.resume.is_some() {
+        for (to, why) in checkpoint::quarantine_damaged(&run.checkpoints())? {
+            eprintln!("warning: {why}\n  moved to {} (never resumed from or kept)", to.display());
+        }
         match checkpoint::latest_good(&run.checkpoints())? {
             Some((dir, saved)) => {
                 if saved.config_hash != hash {
+                    let changes = match (&saved.config, &state.config) {
+                        (Some(old), Some(new)) => config_changes(old, new),
+                        _ => vec![],
+                    };
                     return Err(TrainError::Checkpoint(format!(
-                        "{}: the config changed since this checkpoint (only logging, evaluation and device keys may change on resume)",
-                        dir.display()
+                        "{}: the config changed since this checkpoint (only logging, evaluation and device keys may \
+                         change on resume){}{}",
+                        dir.display(),
+                        if changes.is_empty() { "" } else { ":\n  " },
+                        changes.join("\n  ")
                     )));
                 }
                 if saved.base_hash != built.base_hash {
@@ -220,12 +249,17 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
                 });
                 run.truncate_metrics_after(saved.step)?;
                 eprintln!("resuming {} from step {}", run.path.display(), saved.step);
-                state = saved;
+                state = RunState { config: state.config.take(), ..saved };
             }
-            None => eprintln!(
-                "no good checkpoint in {}: starting from step 0",
-                run.checkpoints().display()
-            ),
+            None => {
+                let old = run.restart_metrics()?;
+                eprintln!(
+                    "no good checkpoint in {}: starting from step 0{}",
+                    run.checkpoints().display(),
+                    old.map(|p| format!(" (the earlier log is kept as {})", p.display()))
+                        .unwrap_or_default()
+                );
+            }
         }
     }
     let mut scaler = LossScaler {
@@ -313,7 +347,10 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         )
     };
     bar.set_position(state.step as u64);
-    let flag = interrupted();
+    if let Some(signal) = interrupt::requested() {
+        bar.abandon();
+        return Err(record_interruption(&run, signal, state.step, None)?);
+    }
     let step_opts = |seed: i64, scale: f64| StepOptions {
         checkpointing: cfg.model.gradient_checkpointing,
         vision_trainable: built.vision_trainable,
@@ -333,7 +370,15 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         let (mut loss_sum, mut tokens) = (0.0, 0i64);
         let mut valid_tokens = 0i64;
         for micro in 0..cfg.train.grad_accum {
-            let b = td.next_batch(cfg.train.batch_size, tokenizer, layout, device)?;
+            let b = match td.next_batch(cfg.train.batch_size, tokenizer, layout, device) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Nothing of this step was applied: checkpoint what the completed steps learned, then stop.
+                    optimizer.zero_grad();
+                    bar.abandon();
+                    return Err(stop_on_data_error(&run, &state, trainables, &optimizer, cfg, e)?);
+                }
+            };
             valid_tokens += i64::try_from(b.batch.segments.ne(0).sum(Kind::Int64)).unwrap_or(0);
             let scale = scaler.scale / cfg.train.grad_accum as f64;
             let (loss, n) = forward_backward(
@@ -429,28 +474,25 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
             })?;
             last_val_step = Some(state.step);
         }
-        let stop = flag.load(Ordering::SeqCst);
+        let stop = interrupt::requested();
         if (cfg.train.checkpoint_every > 0 && state.step % cfg.train.checkpoint_every == 0)
-            || stop
+            || stop.is_some()
             || state.step == total
         {
-            let opt_state = optimizer.state();
-            checkpoint::save(
-                &run.checkpoints(),
-                &state,
-                trainables,
-                &opt_state,
-                cfg.train.keep_checkpoints,
-            )?;
+            save_checkpoint(&run, &state, trainables, &optimizer, cfg)?;
         }
-        if stop {
+        if let Some(signal) = stop {
             bar.abandon();
-            run.update_run(&[("status", json!("interrupted"))])?;
-            return Err(TrainError::Interrupted(run.checkpoints().display().to_string()));
+            let dir = checkpoint::dir_for(&run.checkpoints(), state.step);
+            return Err(record_interruption(&run, signal, state.step, Some(dir))?);
         }
     }
     bar.finish_and_clear();
 
+    if let Some(signal) = interrupt::requested() {
+        let dir = checkpoint::dir_for(&run.checkpoints(), state.step);
+        return Err(record_interruption(&run, signal, state.step, Some(dir))?);
+    }
     // Final evaluation: validation at the last step (if not just done) and the test split with every metric.
     if has_val && last_val_step != Some(total) && final_split != cfg.data.val_split {
         let out = evaluation.run(&td.ds, &cfg.data.val_split, cfg.eval.val_subset)?;
@@ -483,6 +525,87 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         baseline_metrics,
         report,
     })
+}
+
+fn save_checkpoint(
+    run: &RunDir,
+    state: &RunState,
+    trainables: &[(String, Tensor)],
+    optimizer: &Optimizer,
+    cfg: &ExperimentConfig,
+) -> Result<PathBuf, TrainError> {
+    let opt_state = optimizer.state();
+    checkpoint::save(&run.checkpoints(), state, trainables, &opt_state, cfg.train.keep_checkpoints)
+}
+
+/// Marks the run interrupted in `run.json` and builds the error the CLI turns into exit code 128 + signal.
+fn record_interruption(
+    run: &RunDir,
+    signal: interrupt::Signal,
+    step: usize,
+    checkpoint: Option<PathBuf>,
+) -> Result<TrainError, TrainError> {
+    let (_, at) = run::now();
+    run.update_run(&[
+        ("status", json!("interrupted")),
+        ("interrupted", json!({"signal": signal.name(), "step": step, "at": at})),
+    ])?;
+    Ok(TrainError::Interrupted { signal, run: run.path.clone(), checkpoint })
+}
+
+/// A training image that cannot be read after training started: checkpoint the completed steps, mark the run
+/// failed, and name the file.
+fn stop_on_data_error(
+    run: &RunDir,
+    state: &RunState,
+    trainables: &[(String, Tensor)],
+    optimizer: &Optimizer,
+    cfg: &ExperimentConfig,
+    error: TrainError,
+) -> Result<TrainError, TrainError> {
+    let saved = if state.step > 0 {
+        Some(save_checkpoint(run, state, trainables, optimizer, cfg)?)
+    } else {
+        None
+    };
+    run.update_run(&[("status", json!("failed")), ("error", json!(error.to_string()))])?;
+    Ok(TrainError::Stopped(match saved {
+        Some(dir) => format!(
+            "{error}\n  training stopped; the {} completed steps are saved in {}: fix the data, then continue with \
+             --resume {}",
+            state.step,
+            dir.display(),
+            run.path.display()
+        ),
+        None => format!("{error}\n  training stopped before its first step"),
+    }))
+}
+
+/// Every train, validation and test image exists and its header decodes, before any compute is spent; all
+/// problems are listed at once (`--skip-image-check` skips this for huge sets).
+fn check_images(ds: &rsicd_data::Dataset, cfg: &ExperimentConfig) -> Result<(), TrainError> {
+    let splits: Vec<rsicd_data::Split> =
+        [&cfg.data.train_split, &cfg.data.val_split, &cfg.data.test_split]
+            .iter()
+            .map(|s| rsicd_data::Split::parse(s))
+            .collect();
+    let problems = rsicd_data::probe_split_images(ds, &splits);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut msg = format!("{} image(s) of the dataset cannot be read:", problems.len());
+    for p in problems.iter().take(SHOWN) {
+        msg.push_str(&format!("\n  {p}"));
+    }
+    if problems.len() > SHOWN {
+        msg.push_str(&format!(
+            "\n  … and {} more (`cargo xtask validate` lists them all)",
+            problems.len() - SHOWN
+        ));
+    }
+    msg.push_str("\n  fix or remove them, or pass --skip-image-check to train anyway");
+    Err(TrainError::Stopped(msg))
 }
 
 pub fn optimizer_slots(cfg: &ExperimentConfig) -> usize {
