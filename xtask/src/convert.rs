@@ -10,7 +10,14 @@
 //! looked up as text) are set to the mean embedding instead of HF's random draws, so conversion is deterministic.
 //!
 //! Memory: one source array at a time (the largest is `gating_einsum`, 4.8 GB in f32); the output is streamed to
-//! `model.safetensors.tmp` and renamed when complete.
+//! `model.safetensors.convert-tmp` and renamed when complete.
+//!
+//! Nothing the user owns is lost: every array's shape is checked before anything is written; a non-empty `--to` is
+//! refused unless `--overwrite`, and even then only `model.safetensors`, `config.json` and `tokenizer.json` are
+//! replaced, each written under a temporary name and renamed into place at the very end (an existing
+//! `<to>/tokenizer.json` given as `--tokenizer` is left as it is). Any failure, and SIGINT/SIGTERM/SIGHUP (polled
+//! between tensors), removes the temporary files and leaves the directory as it was.
+use crate::launcher::Interrupted;
 use crate::npz::{permute, ArrayInfo, Dtype, Npz};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -22,7 +29,7 @@ pub struct Args {
     /// big_vision checkpoint (.npz; float32, float16, or bfloat16 stored as |V2).
     #[arg(long)]
     pub from: PathBuf,
-    /// Output directory (created).
+    /// Output directory (created; an existing one must be empty unless --overwrite).
     #[arg(long)]
     pub to: PathBuf,
     /// Output dtype: f32, bf16 or f16 (default: as stored).
@@ -31,13 +38,18 @@ pub struct Args {
     /// A PaliGemma `tokenizer.json` to copy into the output, so it is ready for `cargo xtask caption`.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Write into a non-empty --to: replaces model.safetensors, config.json (and tokenizer.json with --tokenizer)
+    /// there; other files are left alone.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(args: &Args) -> Result<i32> {
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
-    let summary = convert(&args.from, &args.to, dtype, args.tokenizer.as_deref())?;
+    interrupt::install("removing the partial output, stopping after this tensor");
+    let summary = convert(&args.from, &args.to, dtype, args.tokenizer.as_deref(), args.overwrite)?;
     println!("{summary}");
-    if args.tokenizer.is_none() {
+    if args.tokenizer.is_none() && !args.to.join("tokenizer.json").exists() {
         println!(
             "note: no --tokenizer given; copy PaliGemma's tokenizer.json into {} before captioning",
             args.to.display()
@@ -87,54 +99,264 @@ struct Dims {
     vocab: usize,
 }
 
-fn shape<'a>(infos: &'a HashMap<String, ArrayInfo>, name: &str) -> Result<&'a [usize]> {
-    infos.get(name).map(|i| i.shape.as_slice()).with_context(|| {
-        format!("missing array `{name}`: is this a PaliGemma big_vision checkpoint?")
-    })
+/// One axis of a big_vision array: a fixed size, or a dimension of the architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Axis {
+    Lit(usize),
+    Patch,
+    ImageTokens,
+    Vision,
+    VisionMlp,
+    VisionLayers,
+    VisionHeads,
+    VisionHeadDim,
+    Text,
+    TextMlp,
+    TextLayers,
+    Heads,
+    KvHeads,
+    HeadDim,
+    BvVocab,
 }
 
-fn dims(infos: &HashMap<String, ArrayInfo>) -> Result<Dims> {
-    let kernel = shape(infos, "img/embedding/kernel")?; // [P, P, 3, D]
-    let pos = shape(infos, "img/pos_embedding")?; // [1, N, D]
-    let query =
-        shape(infos, "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel")?; // [L, D, H, hd]
-    let fc1 = shape(infos, "img/Transformer/encoderblock/MlpBlock_0/Dense_0/kernel")?; // [L, D, F]
-    let q = shape(infos, "llm/layers/attn/q_einsum/w")?; // [L, N, D, hd]
-    let kv = shape(infos, "llm/layers/attn/kv_einsum/w")?; // [L, 2, K, D, hd]
-    let gating = shape(infos, "llm/layers/mlp/gating_einsum")?; // [L, 2, D, F]
-    let embed = shape(infos, "llm/embedder/input_embedding")?; // [V, D]
-    let (bad_rank, n) = (
-        |name: &str| format!("array `{name}` has an unexpected rank"),
-        pos.get(1).copied().unwrap_or(0),
-    );
-    if kernel.len() != 4
-        || pos.len() != 3
-        || query.len() != 4
-        || q.len() != 4
-        || kv.len() != 5
-        || gating.len() != 4
-    {
-        bail!(bad_rank("img/embedding/kernel, img/pos_embedding or llm/layers/*"));
+impl Axis {
+    fn name(self) -> &'static str {
+        match self {
+            Axis::Lit(_) => "",
+            Axis::Patch => "patch",
+            Axis::ImageTokens => "image_tokens",
+            Axis::Vision => "vision_width",
+            Axis::VisionMlp => "vision_mlp",
+            Axis::VisionLayers => "vision_layers",
+            Axis::VisionHeads => "vision_heads",
+            Axis::VisionHeadDim => "vision_head_dim",
+            Axis::Text => "width",
+            Axis::TextMlp => "mlp",
+            Axis::TextLayers => "layers",
+            Axis::Heads => "heads",
+            Axis::KvHeads => "kv_heads",
+            Axis::HeadDim => "head_dim",
+            Axis::BvVocab => "vocab",
+        }
     }
-    let grid = (n as f64).sqrt() as usize;
-    if grid * grid != n {
-        bail!("img/pos_embedding has {n} positions, not a square grid");
+}
+
+/// Every array of a PaliGemma v1 big_vision checkpoint and its shape.
+const SPEC: &[(&str, &[Axis])] = {
+    use Axis::*;
+    &[
+        ("img/embedding/kernel", &[Patch, Patch, Lit(3), Vision]),
+        ("img/embedding/bias", &[Vision]),
+        ("img/pos_embedding", &[Lit(1), ImageTokens, Vision]),
+        ("img/Transformer/encoderblock/LayerNorm_0/scale", &[VisionLayers, Vision]),
+        ("img/Transformer/encoderblock/LayerNorm_0/bias", &[VisionLayers, Vision]),
+        ("img/Transformer/encoderblock/LayerNorm_1/scale", &[VisionLayers, Vision]),
+        ("img/Transformer/encoderblock/LayerNorm_1/bias", &[VisionLayers, Vision]),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel",
+            &[VisionLayers, Vision, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/bias",
+            &[VisionLayers, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/key/kernel",
+            &[VisionLayers, Vision, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/key/bias",
+            &[VisionLayers, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/value/kernel",
+            &[VisionLayers, Vision, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/value/bias",
+            &[VisionLayers, VisionHeads, VisionHeadDim],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/out/kernel",
+            &[VisionLayers, VisionHeads, VisionHeadDim, Vision],
+        ),
+        (
+            "img/Transformer/encoderblock/MultiHeadDotProductAttention_0/out/bias",
+            &[VisionLayers, Vision],
+        ),
+        (
+            "img/Transformer/encoderblock/MlpBlock_0/Dense_0/kernel",
+            &[VisionLayers, Vision, VisionMlp],
+        ),
+        ("img/Transformer/encoderblock/MlpBlock_0/Dense_0/bias", &[VisionLayers, VisionMlp]),
+        (
+            "img/Transformer/encoderblock/MlpBlock_0/Dense_1/kernel",
+            &[VisionLayers, VisionMlp, Vision],
+        ),
+        ("img/Transformer/encoderblock/MlpBlock_0/Dense_1/bias", &[VisionLayers, Vision]),
+        ("img/Transformer/encoder_norm/scale", &[Vision]),
+        ("img/Transformer/encoder_norm/bias", &[Vision]),
+        ("img/head/kernel", &[Vision, Text]),
+        ("img/head/bias", &[Text]),
+        ("llm/embedder/input_embedding", &[BvVocab, Text]),
+        ("llm/layers/attn/q_einsum/w", &[TextLayers, Heads, Text, HeadDim]),
+        ("llm/layers/attn/kv_einsum/w", &[TextLayers, Lit(2), KvHeads, Text, HeadDim]),
+        ("llm/layers/attn/attn_vec_einsum/w", &[TextLayers, Heads, HeadDim, Text]),
+        ("llm/layers/mlp/gating_einsum", &[TextLayers, Lit(2), Text, TextMlp]),
+        ("llm/layers/mlp/linear", &[TextLayers, TextMlp, Text]),
+        ("llm/layers/pre_attention_norm/scale", &[TextLayers, Text]),
+        ("llm/layers/pre_ffw_norm/scale", &[TextLayers, Text]),
+        ("llm/final_norm/scale", &[Text]),
+    ]
+};
+
+/// `[2, heads, 48, 12]`: known dimensions as numbers, unknown ones by name.
+fn show(axes: &[Axis], known: &HashMap<Axis, usize>) -> String {
+    let parts: Vec<String> = axes
+        .iter()
+        .map(|&a| match (a, known.get(&a)) {
+            (Axis::Lit(n), _) | (_, Some(&n)) => n.to_string(),
+            (a, None) => a.name().to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Whether `shape` fits `axes` given the dimensions known so far.
+fn fits(shape: &[usize], axes: &[Axis], known: &HashMap<Axis, usize>) -> bool {
+    shape.len() == axes.len()
+        && axes.iter().zip(shape).all(|(a, n)| match a {
+            Axis::Lit(want) => want == n,
+            a => known.get(a).is_none_or(|k| k == n),
+        })
+}
+
+/// Each dimension's value, from the arrays not in `excluded`: the value most arrays agree on; a tie is a problem.
+fn decide<'a>(
+    infos: &HashMap<String, ArrayInfo>,
+    excluded: &std::collections::HashSet<&'a str>,
+) -> (HashMap<Axis, usize>, Vec<String>) {
+    // dimension -> value -> arrays. An array votes only if its rank and fixed axes are right and it agrees with
+    // itself (`img/embedding/kernel` has the patch size twice).
+    let mut votes: HashMap<Axis, Vec<(usize, Vec<&'a str>)>> = HashMap::new();
+    for &(name, axes) in SPEC {
+        let Some(info) = infos.get(name).filter(|_| !excluded.contains(name)) else { continue };
+        let mut own: HashMap<Axis, usize> = HashMap::new();
+        let consistent = info.shape.len() == axes.len()
+            && axes.iter().zip(&info.shape).all(|(&a, &n)| match a {
+                Axis::Lit(want) => want == n,
+                a => *own.entry(a).or_insert(n) == n,
+            });
+        if !consistent {
+            continue;
+        }
+        for (a, n) in own {
+            let tally = votes.entry(a).or_default();
+            match tally.iter_mut().find(|(v, _)| *v == n) {
+                Some((_, names)) => names.push(name),
+                None => tally.push((n, vec![name])),
+            }
+        }
     }
-    let bv_vocab = embed[0];
+    let (mut known, mut ties) = (HashMap::new(), Vec::new());
+    let mut symbols: Vec<Axis> = votes.keys().copied().collect();
+    symbols.sort_by_key(|d| d.name());
+    for dim in symbols {
+        let mut tally = votes.remove(&dim).expect("listed");
+        tally.sort_by_key(|(n, names)| (std::cmp::Reverse(names.len()), *n));
+        if tally.len() > 1 && tally[0].1.len() == tally[1].1.len() {
+            let sides: Vec<String> = tally
+                .iter()
+                .map(|(n, names)| format!("{} = {n} in `{}`", dim.name(), names.join("`, `")))
+                .collect();
+            ties.push(format!("arrays disagree on {}: {}", dim.name(), sides.join("; ")));
+        } else {
+            known.insert(dim, tally[0].0);
+        }
+    }
+    (known, ties)
+}
+
+/// The architecture read off the arrays, after checking every array against [`SPEC`]: each dimension takes the
+/// value most arrays agree on, and an array at odds with it does not vote on the others, so the misshaped array is
+/// the one named (never a consistent one next to it), with the shape it should have.
+fn dims(infos: &HashMap<String, ArrayInfo>, from: &Path) -> Result<Dims> {
+    let mut misshaped = std::collections::HashSet::new();
+    let (known, mut problems) = loop {
+        let (known, ties) = decide(infos, &misshaped);
+        let newly: Vec<&str> = SPEC
+            .iter()
+            .filter(|(name, axes)| {
+                !misshaped.contains(name)
+                    && infos.get(*name).is_some_and(|i| !fits(&i.shape, axes, &known))
+            })
+            .map(|(name, _)| *name)
+            .collect();
+        if newly.is_empty() {
+            break (known, ties);
+        }
+        misshaped.extend(newly);
+    };
+    for &(name, axes) in SPEC {
+        let expected = show(axes, &known);
+        match infos.get(name) {
+            None => problems.push(format!("missing array `{name}` (expected shape {expected})")),
+            Some(info) if !fits(&info.shape, axes, &known) => problems
+                .push(format!("array `{name}` has shape {:?}, expected {expected}", info.shape)),
+            Some(info) if info.shape.contains(&0) => {
+                problems.push(format!("array `{name}` has shape {:?}: an empty axis", info.shape))
+            }
+            Some(_) => {}
+        }
+    }
+    let get = |d: Axis| known.get(&d).copied().unwrap_or(0);
+    if problems.is_empty() {
+        let (n, dv, hv, hdv) = (
+            get(Axis::ImageTokens),
+            get(Axis::Vision),
+            get(Axis::VisionHeads),
+            get(Axis::VisionHeadDim),
+        );
+        let grid = (n as f64).sqrt().round() as usize;
+        if grid * grid != n {
+            problems.push(format!(
+                "array `img/pos_embedding` has {n} positions, expected a square grid (e.g. 256 for 224 px)"
+            ));
+        }
+        if hv * hdv != dv {
+            problems.push(format!(
+                "array `img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel` has \
+                 {hv} heads × {hdv}, expected heads × head_dim = the width {dv}"
+            ));
+        }
+    }
+    match problems.len() {
+        0 => {}
+        1 => bail!("{}: {}", from.display(), problems[0]),
+        n => {
+            let shown = problems.iter().take(8).map(|p| format!("\n  {p}")).collect::<String>();
+            let more = if n > 8 { format!("\n  … and {} more", n - 8) } else { String::new() };
+            bail!(
+                "{}: {n} problems (is this a PaliGemma big_vision checkpoint?):{shown}{more}",
+                from.display()
+            );
+        }
+    }
+    let bv_vocab = get(Axis::BvVocab);
     Ok(Dims {
-        vision: kernel[3],
-        vision_mlp: fc1[2],
-        vision_layers: query[0],
-        vision_heads: query[2],
-        patch: kernel[0],
-        image_size: grid * kernel[0],
-        image_tokens: n,
-        text: embed[1],
-        text_mlp: gating[3],
-        text_layers: q[0],
-        heads: q[1],
-        kv_heads: kv[2],
-        head_dim: q[3],
+        vision: get(Axis::Vision),
+        vision_mlp: get(Axis::VisionMlp),
+        vision_layers: get(Axis::VisionLayers),
+        vision_heads: get(Axis::VisionHeads),
+        patch: get(Axis::Patch),
+        image_size: ((get(Axis::ImageTokens) as f64).sqrt().round() as usize) * get(Axis::Patch),
+        image_tokens: get(Axis::ImageTokens),
+        text: get(Axis::Text),
+        text_mlp: get(Axis::TextMlp),
+        text_layers: get(Axis::TextLayers),
+        heads: get(Axis::Heads),
+        kv_heads: get(Axis::KvHeads),
+        head_dim: get(Axis::HeadDim),
         bv_vocab,
         vocab: (bv_vocab + 1).div_ceil(64) * 64,
     })
@@ -437,12 +659,150 @@ fn extract(piece: &Piece, info: &ArrayInfo, data: &[u8]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Converts and returns a one-line summary.
+/// The files convert writes into `--to`.
+const OUTPUTS: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
+
+/// The temporary name an output is written under before it is renamed into place.
+fn temp_name(output: &str) -> String {
+    format!("{output}.convert-tmp")
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Checks that writing into `to` destroys nothing the user did not ask to replace; returns whether `tokenizer` is
+/// already `<to>/tokenizer.json` (then it is kept as it is, never copied onto itself).
+fn check_target(from: &Path, to: &Path, tokenizer: Option<&Path>, overwrite: bool) -> Result<bool> {
+    for output in OUTPUTS {
+        for name in [output.to_string(), temp_name(output)] {
+            if same_file(from, &to.join(&name)) {
+                bail!(
+                    "--from {} is the {name} that convert writes into --to {}; convert into another directory",
+                    from.display(),
+                    to.display()
+                );
+            }
+        }
+    }
+    let meta = match std::fs::metadata(to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        other => other.with_context(|| format!("--to {}", to.display()))?,
+    };
+    if !meta.is_dir() {
+        bail!("--to {} exists and is not a directory", to.display());
+    }
+    let temps: Vec<String> = OUTPUTS.iter().map(|o| temp_name(o)).collect();
+    let mut present: Vec<String> = std::fs::read_dir(to)
+        .with_context(|| format!("listing --to {}", to.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| !temps.contains(n)) // left by a conversion stopped at once: ours
+        .collect();
+    present.sort();
+    if !present.is_empty() && !overwrite {
+        let mut listed = present.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if present.len() > 5 {
+            listed.push_str(&format!(" and {} more", present.len() - 5));
+        }
+        bail!(
+            "--to {} is not empty ({listed}); pass --overwrite to replace model.safetensors and config.json{} \
+             there (other files are left as they are), or choose an empty or new directory",
+            to.display(),
+            if tokenizer.is_some() { " and tokenizer.json" } else { "" }
+        );
+    }
+    if present.iter().any(|n| n == "model.safetensors.index.json") {
+        eprintln!(
+            "note: {} has model.safetensors.index.json: loaders read the shards it lists, not model.safetensors; \
+             move it away to use the converted weights",
+            to.display()
+        );
+    }
+    Ok(tokenizer.is_some_and(|t| same_file(t, &to.join("tokenizer.json"))))
+}
+
+/// Outputs written under temporary names: [`Staged::commit`] renames them into place; dropped before that (an
+/// error, a signal), it removes them, and the output directory too if it created it and it is empty again.
+struct Staged {
+    dir: PathBuf,
+    created_dir: bool,
+    files: Vec<&'static str>,
+}
+
+impl Staged {
+    fn new(dir: &Path) -> Result<Self> {
+        let created_dir = !dir.exists();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for output in OUTPUTS {
+            // Left by a conversion stopped at once (a second signal): ours.
+            let _ = std::fs::remove_file(dir.join(temp_name(output)));
+        }
+        Ok(Self { dir: dir.to_path_buf(), created_dir, files: vec![] })
+    }
+
+    /// Creates (truncates) the temporary file for `output`.
+    fn create(&mut self, output: &'static str) -> Result<std::fs::File> {
+        let tmp = self.dir.join(temp_name(output));
+        self.files.push(output);
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))
+    }
+
+    fn write(&mut self, output: &'static str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(temp_name(output));
+        let mut file = self.create(output)?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))
+    }
+
+    fn commit(mut self) -> Result<()> {
+        while let Some(&output) = self.files.first() {
+            let (tmp, path) = (self.dir.join(temp_name(output)), self.dir.join(output));
+            // On failure, `drop` removes this temporary file and those not renamed yet.
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            self.files.remove(0);
+        }
+        self.created_dir = false;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for output in &self.files {
+            let _ = std::fs::remove_file(self.dir.join(temp_name(output)));
+        }
+        if self.created_dir {
+            let _ = std::fs::remove_dir(&self.dir); // only if empty
+        }
+    }
+}
+
+/// Converts and returns a one-line summary. SIGINT, SIGTERM and SIGHUP (once `interrupt::install`ed) stop it
+/// between tensors with nothing written.
 pub fn convert(
     from: &Path,
     to: &Path,
     dtype: Option<Dtype>,
     tokenizer: Option<&Path>,
+    overwrite: bool,
+) -> Result<String> {
+    convert_with(from, to, dtype, tokenizer, overwrite, &interrupt::requested)
+}
+
+/// [`convert`], polling `stop` between tensors.
+fn convert_with(
+    from: &Path,
+    to: &Path,
+    dtype: Option<Dtype>,
+    tokenizer: Option<&Path>,
+    overwrite: bool,
+    stop: &dyn Fn() -> Option<interrupt::Signal>,
 ) -> Result<String> {
     let mut npz = Npz::open(from)?;
     // Keys may carry big_vision's `params/` prefix.
@@ -454,7 +814,7 @@ pub fn convert(
         infos.insert(key.clone(), npz.info(name)?);
         stored.insert(key, name.clone());
     }
-    let dims = dims(&infos)?;
+    let dims = dims(&infos, from)?;
     let pieces = plan(&dims);
     let used: std::collections::HashSet<&str> = pieces.iter().map(|p| p.src.as_str()).collect();
     if let Some(extra) = infos.keys().filter(|k| !used.contains(k.as_str())).min() {
@@ -468,6 +828,22 @@ pub fn convert(
         bail!("{}: arrays are stored in mixed dtypes (`{k}` differs)", from.display());
     }
     let out_dtype = dtype.unwrap_or(src_dtype);
+
+    let tokenizer_in_place = check_target(from, to, tokenizer, overwrite)?;
+    // Read before anything is written: a wrong path fails now, and the copy never reads a file it is replacing.
+    let tokenizer_bytes = match tokenizer {
+        Some(tok) if !tokenizer_in_place => Some(
+            std::fs::read(tok).with_context(|| format!("reading --tokenizer {}", tok.display()))?,
+        ),
+        _ => None,
+    };
+    let stopped = |sig: interrupt::Signal| {
+        anyhow::Error::new(Interrupted(sig))
+            .context(format!("conversion stopped, nothing written to {}", to.display()))
+    };
+    if let Some(sig) = stop() {
+        return Err(stopped(sig));
+    }
 
     // Header first: every shape is known from the plan.
     let mut header = serde_json::Map::new();
@@ -489,51 +865,57 @@ pub fn convert(
         header.push(b' ');
     }
 
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    let final_path = to.join("model.safetensors");
-    let tmp = to.join("model.safetensors.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut staged = Staged::new(to)?;
+    let tmp = to.join(temp_name("model.safetensors"));
+    let file = staged.create("model.safetensors")?;
     let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
-    w.write_all(&(header.len() as u64).to_le_bytes())?;
-    w.write_all(&header)?;
+    let writing =
+        |e: std::io::Error| anyhow::Error::new(e).context(format!("writing {}", tmp.display()));
+    w.write_all(&(header.len() as u64).to_le_bytes()).map_err(writing)?;
+    w.write_all(&header).map_err(writing)?;
     let bar = indicatif::ProgressBar::new(offset as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {eta}")
             .expect("valid template"),
     );
-    let mut order: Vec<&str> = vec![];
-    for p in &pieces {
-        if !order.contains(&p.src.as_str()) {
-            order.push(&p.src);
-        }
-    }
     // Pieces are written in plan order; group reads so each source array is read once, keeping its pieces' bytes
     // until their turn (plan order already groups them by source).
     let mut cache: Option<(String, ArrayInfo, Vec<u8>)> = None;
     for p in &pieces {
+        if let Some(sig) = stop() {
+            bar.abandon();
+            return Err(stopped(sig));
+        }
         if cache.as_ref().map(|c| c.0.as_str()) != Some(p.src.as_str()) {
             let (info, data) = npz.read(&stored[&p.src])?;
             cache = Some((p.src.clone(), info, data));
         }
         let (_, info, data) = cache.as_ref().expect("just filled");
         let bytes = cast(extract(p, info, data)?, info.dtype, out_dtype);
-        w.write_all(&bytes)?;
+        w.write_all(&bytes).map_err(writing)?;
         bar.inc(bytes.len() as u64);
     }
     bar.finish_and_clear();
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &final_path)?;
+    let file = w.into_inner().map_err(|e| writing(e.into_error()))?;
+    file.sync_all().map_err(writing)?;
+    drop(file);
 
-    write_atomic(&to.join("config.json"), config_json(&dims, out_dtype).as_bytes())?;
-    if let Some(tok) = tokenizer {
-        let text = std::fs::read(tok).with_context(|| format!("reading {}", tok.display()))?;
-        write_atomic(&to.join("tokenizer.json"), &text)?;
+    staged.write("config.json", config_json(&dims, out_dtype).as_bytes())?;
+    if let Some(bytes) = &tokenizer_bytes {
+        staged.write("tokenizer.json", bytes)?;
     }
+    if let Some(sig) = stop() {
+        return Err(stopped(sig));
+    }
+    staged.commit()?;
+    let tokenizer_note = match (tokenizer, tokenizer_in_place) {
+        (Some(_), true) => ", tokenizer.json already in place (kept)",
+        (Some(_), false) => ", tokenizer.json",
+        (None, _) => "",
+    };
     Ok(format!(
-        "wrote {} ({} tensors, {:.1} MB, {}) and config.json: SigLIP {}px/{} ({} image tokens, {} layers), Gemma {} layers, vocab {}",
-        final_path.display(),
+        "wrote {} ({} tensors, {:.1} MB, {}) and config.json{tokenizer_note}: SigLIP {}px/{} ({} image tokens, {} layers), Gemma {} layers, vocab {}",
+        to.join("model.safetensors").display(),
         pieces.len(),
         offset as f64 / 1e6,
         out_dtype.st_name(),
@@ -544,13 +926,6 @@ pub fn convert(
         dims.text_layers,
         dims.vocab
     ))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
 }
 
 fn config_json(d: &Dims, dtype: Dtype) -> String {
@@ -628,7 +1003,7 @@ mod tests {
         let out =
             std::env::temp_dir().join(format!("pg-convert-{npz}-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        convert(&fixtures().join(npz), &out, out_dtype, None).unwrap();
+        convert(&fixtures().join(npz), &out, out_dtype, None, false).unwrap();
         let got = tensors(&out.join("model.safetensors"));
         let want = tensors(&fixtures().join("mqa-hub/model.safetensors"));
         let meta: serde_json::Value =
@@ -701,9 +1076,129 @@ mod tests {
     #[test]
     fn bad_inputs_give_clear_errors() {
         let out = std::env::temp_dir().join(format!("pg-convert-bad-{}", std::process::id()));
-        let err = convert(&fixtures().join("mqa/config.json"), &out, None, None).unwrap_err();
+        let err =
+            convert(&fixtures().join("mqa/config.json"), &out, None, None, false).unwrap_err();
         assert!(format!("{err:#}").contains("not an .npz"), "{err:#}");
         assert!(parse_dtype("int8").unwrap_err().to_string().contains("expected f32, bf16 or f16"));
         assert!(!out.join("model.safetensors").exists());
+    }
+
+    fn fixture_infos() -> HashMap<String, ArrayInfo> {
+        let mut npz = Npz::open(&fixtures().join("mqa-bv.npz")).unwrap();
+        let names = npz.names().unwrap();
+        names
+            .iter()
+            .map(|n| (n.strip_prefix("params/").unwrap().to_string(), npz.info(n).unwrap()))
+            .collect()
+    }
+
+    fn dims_error(edit: impl FnOnce(&mut HashMap<String, ArrayInfo>)) -> String {
+        let mut infos = fixture_infos();
+        edit(&mut infos);
+        format!("{:#}", dims(&infos, Path::new("ckpt.npz")).unwrap_err())
+    }
+
+    fn reshape(infos: &mut HashMap<String, ArrayInfo>, name: &str, shape: &[usize]) {
+        infos.get_mut(name).unwrap().shape = shape.to_vec();
+    }
+
+    #[test]
+    fn missing_and_misshaped_arrays_are_named_with_their_expected_shape() {
+        assert!(dims(&fixture_infos(), Path::new("ckpt.npz")).is_ok());
+        // Once a panic (an array only the plan reads), once a bare "missing array".
+        for (name, shape) in [
+            ("img/embedding/bias", "[32]"),
+            ("llm/layers/mlp/linear", "[2, 64, 48]"),
+            ("llm/embedder/input_embedding", "[vocab, 48]"),
+        ] {
+            let err = dims_error(|i| {
+                i.remove(name);
+            });
+            assert_eq!(err, format!("ckpt.npz: missing array `{name}` (expected shape {shape})"));
+        }
+        // Once blamed on kv_einsum (the head size was read off q_einsum).
+        let q = "llm/layers/attn/q_einsum/w";
+        let err = dims_error(|i| reshape(i, q, &[2, 4, 48, 16]));
+        assert_eq!(
+            err,
+            format!("ckpt.npz: array `{q}` has shape [2, 4, 48, 16], expected [2, 4, 48, 12]")
+        );
+        let err = dims_error(|i| reshape(i, q, &[2, 48, 4, 12]));
+        assert_eq!(
+            err,
+            format!("ckpt.npz: array `{q}` has shape [2, 48, 4, 12], expected [2, 4, 48, 12]")
+        );
+        let err = dims_error(|i| reshape(i, q, &[2, 4, 48]));
+        assert_eq!(
+            err,
+            format!("ckpt.npz: array `{q}` has shape [2, 4, 48], expected [2, 4, 48, 12]")
+        );
+        // Once an index panic (rank 1 embedding).
+        let err = dims_error(|i| reshape(i, "llm/embedder/input_embedding", &[206]));
+        assert_eq!(
+            err,
+            "ckpt.npz: array `llm/embedder/input_embedding` has shape [206], expected [vocab, 48]"
+        );
+        // Two arrays alone on a dimension and at odds: both named, neither guessed.
+        let err = dims_error(|i| reshape(i, "llm/layers/attn/attn_vec_einsum/w", &[2, 8, 12, 48]));
+        assert!(
+            err.contains("arrays disagree on heads: heads = 4 in `llm/layers/attn/q_einsum/w`; heads = 8 in `llm/layers/attn/attn_vec_einsum/w`"),
+            "{err}"
+        );
+        // Several problems are listed together.
+        let err = dims_error(|i| {
+            i.remove("img/head/bias");
+            reshape(i, "llm/final_norm/scale", &[47]);
+        });
+        assert!(err.starts_with("ckpt.npz: 2 problems"), "{err}");
+        assert!(err.contains("missing array `img/head/bias` (expected shape [48])"), "{err}");
+        assert!(
+            err.contains("array `llm/final_norm/scale` has shape [47], expected [48]"),
+            "{err}"
+        );
+    }
+
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// A signal between tensors (here: after the fifth) removes the partial file and leaves what was there.
+    #[test]
+    fn a_signal_mid_conversion_leaves_nothing_behind() {
+        let out = std::env::temp_dir().join(format!("pg-convert-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("model.safetensors"), b"the user's weights").unwrap();
+        std::fs::write(out.join("config.json"), b"{}").unwrap();
+        let before = snapshot(&out);
+        let polls = std::cell::Cell::new(0);
+        let stop = || {
+            polls.set(polls.get() + 1);
+            (polls.get() > 5).then_some(interrupt::Signal(15))
+        };
+        let from = fixtures().join("mqa-bv.npz");
+        let err = convert_with(&from, &out, None, None, true, &stop).unwrap_err();
+        let interrupted =
+            err.chain().find_map(|e| e.downcast_ref::<Interrupted>()).expect("Interrupted");
+        assert_eq!(interrupted.0.exit_code(), 143);
+        assert!(format!("{err:#}").contains("nothing written"), "{err:#}");
+        assert!(polls.get() > 5, "stopped between tensors, not before the first");
+        assert_eq!(snapshot(&out), before, "the directory is as it was, no temporary file");
+        std::fs::remove_dir_all(&out).unwrap();
+        // A directory convert created is removed again.
+        let fresh = out.join("new");
+        polls.set(0);
+        let _ = std::fs::create_dir_all(&out);
+        convert_with(&from, &fresh, None, None, false, &stop).unwrap_err();
+        assert!(!fresh.exists());
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -3,8 +3,13 @@
 //! The environment is left to `.cargo/config.toml` (`LIBTORCH=<repo>/.libtorch`) unless the user set `LIBTORCH`
 //! themselves; setting it here to a different string would make torch-sys rebuild (minutes) every time someone
 //! alternates between `cargo xtask …` and plain `cargo …`.
+//!
+//! Every child runs through [`run_child`], which passes SIGINT, SIGTERM and SIGHUP on and waits, so stopping
+//! `cargo xtask train` (Ctrl-C, a scheduler's SIGTERM, a closed terminal) stops `pgrs` the way it stops itself, and
+//! never leaves it running without its launcher.
 use crate::setup::{self, TORCH_VERSION};
 use anyhow::{Context, Result};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 fn cargo() -> Command {
@@ -13,9 +18,101 @@ fn cargo() -> Command {
     cmd
 }
 
-fn status_code(mut cmd: Command) -> Result<i32> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    Ok(status.code().unwrap_or(1))
+/// A command stopped by SIGINT, SIGTERM or SIGHUP; `main` exits with 128 + the signal's number.
+#[derive(Debug)]
+pub struct Interrupted(pub interrupt::Signal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by {}", self.0.name())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs `cmd` to its end and returns its exit code (128 + n when signal n ended it).
+///
+/// The child gets its own process group, so a terminal's Ctrl-C reaches only xtask, which passes it (and SIGTERM,
+/// SIGHUP) on to the child's group exactly once and keeps waiting: the child decides how to stop (`pgrs train`
+/// saves a checkpoint; a second signal, forwarded too, stops it at once). Outside a child's lifetime the three
+/// signals are held back (blocked), so none is lost between two children and none kills xtask while it has a
+/// child: once one has arrived, no further child is started.
+pub fn run_child(mut cmd: Command) -> Result<i32> {
+    signals::hold();
+    if let Some(sig) = stopped() {
+        eprintln!("{}: not starting {:?}", sig.name(), cmd.get_program());
+        return Ok(sig.exit_code());
+    }
+    cmd.process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+    let status = {
+        // Registered while the signals are held, so one sent right after the spawn is forwarded too.
+        let _forwarding = interrupt::forward_to(child.id());
+        signals::release();
+        let status = child.wait();
+        signals::hold();
+        status
+    };
+    let status = status.with_context(|| format!("waiting for {cmd:?}"))?;
+    Ok(interrupt::exit_code(status))
+}
+
+/// The signal that asked xtask to stop, if one arrived: forwarded to a child, or held back between children.
+pub fn stopped() -> Option<interrupt::Signal> {
+    interrupt::requested().or_else(signals::pending)
+}
+
+/// Holding SIGINT, SIGTERM and SIGHUP back (blocking them) while xtask has no child to pass them to.
+mod signals {
+    use std::sync::OnceLock;
+
+    /// The signal mask xtask started with, restored while a child runs.
+    static ORIGINAL: OnceLock<libc::sigset_t> = OnceLock::new();
+
+    fn ours() -> libc::sigset_t {
+        // SAFETY: sigemptyset/sigaddset initialise the set they are given; the signal numbers are valid.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in interrupt::SIGNALS {
+                libc::sigaddset(&mut set, s);
+            }
+            set
+        }
+    }
+
+    /// Blocks the three signals in this thread (threads started afterwards inherit the mask; children do not,
+    /// `std::process` clears it for them).
+    pub fn hold() {
+        // SAFETY: pthread_sigmask with valid sets only changes this thread's signal mask.
+        unsafe {
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &ours(), &mut old);
+            ORIGINAL.get_or_init(|| old);
+        }
+    }
+
+    /// Goes back to the original mask: held-back signals are delivered now (to the forwarding handler).
+    pub fn release() {
+        if let Some(original) = ORIGINAL.get() {
+            // SAFETY: as in `hold`.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, original, std::ptr::null_mut()) };
+        }
+    }
+
+    /// A signal that arrived while held back (and that xtask did not have blocked from the start).
+    pub fn pending() -> Option<interrupt::Signal> {
+        let original = ORIGINAL.get()?;
+        // SAFETY: sigpending fills the set it is given; sigismember only reads initialised sets.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut set);
+            interrupt::SIGNALS
+                .into_iter()
+                .find(|&s| libc::sigismember(&set, s) == 1 && libc::sigismember(original, s) == 0)
+                .map(interrupt::Signal)
+        }
+    }
 }
 
 /// `cargo xtask test [args]` = setup, then `cargo test --workspace --no-fail-fast [args]` (every failing test binary
@@ -24,7 +121,7 @@ pub fn cargo_test(args: &[String]) -> Result<i32> {
     setup::ensure(false)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
-    status_code(cmd)
+    run_child(cmd)
 }
 
 /// Builds and runs `pgrs <sub> <args>` (release profile unless `PALIGEMMA_PROFILE` says otherwise).
@@ -42,7 +139,7 @@ fn build_and_run(package: &str, bin: &str, sub: &str, args: &[String]) -> Result
     let profile = std::env::var("PALIGEMMA_PROFILE").unwrap_or_else(|_| "release".into());
     let mut build = cargo();
     build.args(["build", "--quiet", "--profile", &profile, "-p", package, "--bin", bin]);
-    let code = status_code(build)?;
+    let code = run_child(build)?;
     if code != 0 {
         return Ok(code);
     }
@@ -52,7 +149,7 @@ fn build_and_run(package: &str, bin: &str, sub: &str, args: &[String]) -> Result
         .unwrap_or_else(|| setup::repo_root().join("target"));
     let mut cmd = Command::new(target.join(dir).join(bin));
     cmd.arg(sub).args(args);
-    status_code(cmd)
+    run_child(cmd)
 }
 
 /// `cargo xtask doctor`: what can be checked without libtorch here, the rest by `pgrs doctor`.

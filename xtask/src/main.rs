@@ -179,7 +179,12 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::exit(1);
+            // Stopped by a signal: 128 + its number, as a shell reports it (130 for Ctrl-C, 143 for SIGTERM).
+            let code = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<launcher::Interrupted>())
+                .map_or(1, |i| i.0.exit_code());
+            std::process::exit(code);
         }
     }
 }

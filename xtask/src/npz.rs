@@ -67,19 +67,35 @@ impl Npz {
             .collect()
     }
 
-    /// Reads only the `.npy` header of an array.
+    /// Reads only the `.npy` header of an array, and checks that the entry holds as many bytes as its shape says.
     pub fn info(&mut self, name: &str) -> Result<ArrayInfo> {
         let path = self.path.display().to_string();
         let mut entry = self.entry(name)?;
-        read_header(&mut entry).with_context(|| format!("{path}: array `{name}`"))
+        let size = entry.size();
+        let (info, header_len) =
+            read_header(&mut entry).with_context(|| format!("{path}: array `{name}`"))?;
+        let needed = info
+            .numel()
+            .checked_mul(info.dtype.size())
+            .and_then(|n| n.checked_add(header_len))
+            .filter(|&n| n as u64 <= size);
+        if needed.is_none() {
+            bail!(
+                "{path}: array `{name}` has shape {:?} ({:?}), more data than its {size}-byte entry holds \
+                 (truncated or corrupt archive)",
+                info.shape,
+                info.dtype
+            );
+        }
+        Ok(info)
     }
 
     /// Reads an array's header and raw little-endian bytes.
     pub fn read(&mut self, name: &str) -> Result<(ArrayInfo, Vec<u8>)> {
+        let info = self.info(name)?;
         let path = self.path.clone();
         let mut entry = self.entry(name)?;
-        let info = read_header(&mut entry)
-            .with_context(|| format!("{}: array `{name}`", path.display()))?;
+        read_header(&mut entry).with_context(|| format!("{}: array `{name}`", path.display()))?;
         let mut data = vec![0u8; info.numel() * info.dtype.size()];
         entry.read_exact(&mut data).with_context(|| {
             format!(
@@ -99,22 +115,26 @@ impl Npz {
     }
 }
 
-/// Parses `\x93NUMPY` + version + header dict (`descr`, `fortran_order`, `shape`).
-fn read_header(r: &mut impl Read) -> Result<ArrayInfo> {
+/// Parses `\x93NUMPY` + version + header dict (`descr`, `fortran_order`, `shape`); also returns the header's length
+/// in bytes (where the data starts).
+fn read_header(r: &mut impl Read) -> Result<(ArrayInfo, usize)> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)?;
     if &magic[..6] != b"\x93NUMPY" {
         bail!("not a .npy array (bad magic)");
     }
-    let len = if magic[6] == 1 {
+    let (len, start) = if magic[6] == 1 {
         let mut b = [0u8; 2];
         r.read_exact(&mut b)?;
-        u16::from_le_bytes(b) as usize
+        (u16::from_le_bytes(b) as usize, 10)
     } else {
         let mut b = [0u8; 4];
         r.read_exact(&mut b)?;
-        u32::from_le_bytes(b) as usize
+        (u32::from_le_bytes(b) as usize, 12)
     };
+    if len > 1 << 20 {
+        bail!("corrupt .npy header ({len} bytes long)");
+    }
     let mut header = vec![0u8; len];
     r.read_exact(&mut header)?;
     let header = String::from_utf8_lossy(&header);
@@ -144,7 +164,7 @@ fn read_header(r: &mut impl Read) -> Result<ArrayInfo> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().with_context(|| format!("bad shape entry `{s}`")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(ArrayInfo { dtype, shape })
+    Ok((ArrayInfo { dtype, shape }, start + len))
 }
 
 /// Permutes the axes of a C-order array of `elem`-byte elements: output axis `k` is input axis `perm[k]`.
@@ -198,7 +218,8 @@ mod tests {
         let dict = "{'descr': '|V2', 'fortran_order': False, 'shape': (18, 2, 3), }";
         h.extend((dict.len() as u16).to_le_bytes());
         h.extend(dict.as_bytes());
-        let info = read_header(&mut h.as_slice()).unwrap();
+        let (info, len) = read_header(&mut h.as_slice()).unwrap();
+        assert_eq!(len, h.len());
         assert_eq!(info.dtype, Dtype::Bf16);
         assert_eq!(info.shape, vec![18, 2, 3]);
         let dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }";

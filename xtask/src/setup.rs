@@ -4,6 +4,7 @@
 //! venv under the cache directory keyed by the torch version, so every clone and CI run on a machine shares it.
 //! The workspace's `.cargo/config.toml` points `LIBTORCH` at `<repo>/.libtorch`, a link this command (re)creates;
 //! after it, plain `cargo build` / `cargo test` work, and binaries find libtorch through their rpath.
+use crate::launcher::{self, Interrupted};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -138,18 +139,27 @@ fn install() -> Result<()> {
     let staging = parent.join(format!("venv.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     eprintln!("installing torch=={TORCH_VERSION} (libtorch, about 4.7 GB with its CUDA libraries) into {}", venv.display());
-    let status = Command::new(&python3).args(["-m", "venv"]).arg(&staging).status()?;
-    if !status.success() {
+    // Both children get SIGINT/SIGTERM/SIGHUP passed on and are waited for; a stopped install leaves no staging
+    // directory (and the lock is released on the way out).
+    let mut venv_cmd = Command::new(&python3);
+    venv_cmd.args(["-m", "venv"]).arg(&staging);
+    if launcher::run_child(venv_cmd)? != 0 {
+        let _ = std::fs::remove_dir_all(&staging);
+        if let Some(sig) = launcher::stopped() {
+            return Err(Interrupted(sig).into());
+        }
         bail!("`python3 -m venv` failed; on Debian/Ubuntu install the python3-venv package");
     }
     let py = staging.join("bin").join("python");
     let started = Instant::now();
-    let status = Command::new(&py)
-        .args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"])
-        .arg(format!("torch=={TORCH_VERSION}"))
-        .status()?;
-    if !status.success() {
+    let mut pip = Command::new(&py);
+    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"])
+        .arg(format!("torch=={TORCH_VERSION}"));
+    if launcher::run_child(pip)? != 0 {
         let _ = std::fs::remove_dir_all(&staging);
+        if let Some(sig) = launcher::stopped() {
+            return Err(Interrupted(sig).into());
+        }
         bail!("`pip install torch=={TORCH_VERSION}` failed (see pip's output above); check network access to PyPI");
     }
     let _ = std::fs::remove_dir_all(&venv);

@@ -55,14 +55,17 @@ pub fn install(what_now: &'static str) {
                         // `_exit`: no destructors or atexit handlers racing the main thread's work.
                         signal_hook::low_level::exit(Signal(sig).exit_code());
                     }
-                    eprintln!("\n{}: {what_now} (send it again to stop at once)", Signal(sig).name());
+                    eprintln!(
+                        "\n{}: {what_now} (send it again to stop at once)",
+                        Signal(sig).name()
+                    );
                 }
             })
             .expect("starting the signal thread");
     });
 }
 
-/// The first signal received since [`install`], if any.
+/// The first signal received since [`install`] or while [`forward_to`] was forwarding, if any.
 pub fn requested() -> Option<Signal> {
     match RECEIVED.load(Ordering::SeqCst) {
         0 => None,
@@ -72,6 +75,10 @@ pub fn requested() -> Option<Signal> {
 
 /// Passes SIGINT, SIGTERM and SIGHUP received by this process on to `pid` until the returned guard is dropped.
 /// The launcher itself does not stop: it waits for its child, which handles the signal (a second one included).
+/// When `pid` leads its own process group (a child spawned with `process_group(0)`, so that a terminal's Ctrl-C
+/// reaches only the launcher), the signal goes to that whole group, as the terminal would have sent it: a child
+/// that runs its own children (`cargo test` running test binaries) leaves none of them behind. The first signal
+/// is also recorded for [`requested`], so a launcher knows not to start anything else.
 pub fn forward_to(pid: u32) -> Forwarding {
     let mut signals = Signals::new(SIGNALS).expect("registering signal handlers");
     let handle = signals.handle();
@@ -79,8 +86,14 @@ pub fn forward_to(pid: u32) -> Forwarding {
         .name("forward-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
-                unsafe { libc::kill(pid as libc::pid_t, sig) };
+                let _ = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                let pid = pid as libc::pid_t;
+                // SAFETY: getpgid(2) and kill(2) with a pid we spawned and a valid signal number have no memory
+                // effects.
+                unsafe {
+                    let target = if libc::getpgid(pid) == pid { -pid } else { pid };
+                    libc::kill(target, sig);
+                }
             }
         })
         .expect("starting the signal thread");
