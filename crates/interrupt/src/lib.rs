@@ -45,7 +45,10 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 /// once with 128 + its number.
 pub fn install(what_now: &'static str) {
     INSTALLED.get_or_init(|| {
-        let mut signals = Signals::new(SIGNALS).expect("registering signal handlers");
+        // A signal ignored when the process started stays ignored: `nohup` ignores SIGHUP, and a shell's background
+        // jobs ignore SIGINT, precisely so that those signals do not stop them.
+        let handled: Vec<i32> = SIGNALS.into_iter().filter(|s| !ignored_at_start(*s)).collect();
+        let mut signals = Signals::new(handled).expect("registering signal handlers");
         std::thread::Builder::new()
             .name("interrupt".into())
             .spawn(move || {
@@ -63,6 +66,14 @@ pub fn install(what_now: &'static str) {
             })
             .expect("starting the signal thread");
     });
+}
+
+fn ignored_at_start(sig: i32) -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current disposition into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// The first signal received since [`install`] or while [`forward_to`] was forwarding, if any.
@@ -131,6 +142,15 @@ mod tests {
         assert_eq!(Signal(SIGTERM).exit_code(), 143);
         assert_eq!(Signal(SIGHUP).exit_code(), 129);
         assert_eq!(Signal(SIGTERM).name(), "SIGTERM");
+    }
+
+    #[test]
+    fn a_signal_ignored_at_start_stays_ignored() {
+        // SAFETY: setting SIGUSR1's disposition in this test process only.
+        unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) };
+        assert!(ignored_at_start(libc::SIGUSR1));
+        unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+        assert!(!ignored_at_start(libc::SIGUSR1));
     }
 
     #[test]
