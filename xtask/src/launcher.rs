@@ -44,6 +44,15 @@ pub fn run_child(mut cmd: Command) -> Result<i32> {
         return Ok(sig.exit_code());
     }
     cmd.process_group(0);
+    let original = signals::original();
+    // SAFETY: runs in the forked child before exec; pthread_sigmask is async-signal-safe. The child must not
+    // inherit the held-back mask (std::process keeps a parent's signal mask), or it would never see these signals.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &original, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     let status = {
         // Registered while the signals are held, so one sent right after the spawn is forwarded too.
@@ -81,8 +90,8 @@ mod signals {
         }
     }
 
-    /// Blocks the three signals in this thread (threads started afterwards inherit the mask; children do not,
-    /// `std::process` clears it for them).
+    /// Blocks the three signals in this thread (threads started afterwards inherit the mask, and so would children:
+    /// `run_child` restores [`original`] in them).
     pub fn hold() {
         // SAFETY: pthread_sigmask with valid sets only changes this thread's signal mask.
         unsafe {
@@ -90,6 +99,11 @@ mod signals {
             libc::pthread_sigmask(libc::SIG_BLOCK, &ours(), &mut old);
             ORIGINAL.get_or_init(|| old);
         }
+    }
+
+    /// The mask xtask started with (call after [`hold`]).
+    pub fn original() -> libc::sigset_t {
+        *ORIGINAL.get().expect("hold() records the original mask")
     }
 
     /// Goes back to the original mask: held-back signals are delivered now (to the forwarding handler).

@@ -181,6 +181,23 @@ fn a_signal_during_the_build_starts_nothing_more() {
     assert!(!alive(build));
 }
 
+/// The child starts with xtask's original signal mask: the signals xtask holds back between children are not
+/// blocked in the child (else `pgrs train` would never see a SIGTERM, and `cargo test` would pass the block on to
+/// every test).
+#[test]
+fn the_child_does_not_inherit_blocked_signals() {
+    let tmp = TempDir::new("launch-mask");
+    let tool = "grep SigBlk /proc/self/status > \"$D/mask\"";
+    let mut xtask = launch(&tmp.0, QUICK_BUILD, tool, false);
+    let _reaper = Reaper(vec![xtask.id() as i32]);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(0));
+    let line = std::fs::read_to_string(tmp.join("mask")).unwrap();
+    let mask = u64::from_str_radix(line.trim().trim_start_matches("SigBlk:").trim(), 16).unwrap();
+    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        assert_eq!(mask & (1 << (sig - 1)), 0, "signal {sig} blocked in the child: {line}");
+    }
+}
+
 /// Without a signal nothing changes: the child's output and exit code come through.
 #[test]
 fn the_child_exit_code_is_xtasks() {

@@ -48,7 +48,18 @@ pub fn install(what_now: &'static str) {
         // A signal ignored when the process started stays ignored: `nohup` ignores SIGHUP, and a shell's background
         // jobs ignore SIGINT, precisely so that those signals do not stop them.
         let handled: Vec<i32> = SIGNALS.into_iter().filter(|s| !ignored_at_start(*s)).collect();
-        let mut signals = Signals::new(handled).expect("registering signal handlers");
+        let mut signals = Signals::new(&handled).expect("registering signal handlers");
+        // A launcher may have left them blocked (a signal mask survives exec): a blocked SIGTERM would never stop us.
+        // SAFETY: sigemptyset/sigaddset initialise the set; pthread_sigmask only changes this thread's mask, and
+        // the threads started from here on inherit it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in &handled {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
         std::thread::Builder::new()
             .name("interrupt".into())
             .spawn(move || {
