@@ -1,14 +1,16 @@
-//! BLEU-1..4 as pycocoevalcap's `Bleu(4)` computes it (`bleu_scorer.py`, option `closest`).
+//! BLEU-1..4 as pycocoevalcap's `Bleu(4)` computes it (`bleu/bleu_scorer.py`, option `closest`; Papineni et
+//! al., "BLEU: a Method for Automatic Evaluation of Machine Translation", ACL 2002).
 //!
-//! Reference: caption-metrics.md §A.3. Clipped n-gram matches against each n-gram's maximum count in any
-//! single reference; the effective reference length is the closest one (ties go to the shorter);
-//! `tiny = 1e-15` and `small = 1e-9` keep every value finite and positive. The corpus score pools the
-//! counts of all images (it is not the mean of the per-image scores).
+//! Clipped n-gram matches against each n-gram's maximum count in any single reference; the effective
+//! reference length is the closest one (ties go to the shorter); `tiny = 1e-15` and `small = 1e-9` keep every
+//! value finite and positive. The corpus score pools the counts of all images (it is not the mean of the
+//! per-image scores).
 
 use rayon::prelude::*;
 
-use crate::corpus::EncodedImage;
+use crate::corpus::{EncodedImage, Prepared};
 use crate::ngram::{FastMap, NgramCounts, NgramKey, MAX_N};
+use crate::{Metric, Report, Result, Scored};
 
 const TINY: f64 = 1e-15;
 const SMALL: f64 = 1e-9;
@@ -78,16 +80,9 @@ impl BleuStats {
     }
 }
 
-/// Corpus and per-image BLEU-1..4.
-#[derive(Debug, Clone)]
-pub struct BleuScores {
-    pub corpus: [f64; MAX_N],
-    pub per_image: Vec<[f64; MAX_N]>,
-    /// Pooled statistics (hypothesis length, effective reference length, …) behind `corpus`.
-    pub totals: BleuStats,
-}
-
-pub fn bleu(images: &[EncodedImage]) -> BleuScores {
+/// Corpus and per-image BLEU-1..4, and the pooled statistics (hypothesis length, effective reference
+/// length, …) behind the corpus values.
+pub fn bleu(images: &[EncodedImage]) -> (Scored, BleuStats) {
     let stats: Vec<BleuStats> = images
         .par_iter()
         .map(|img| {
@@ -99,9 +94,23 @@ pub fn bleu(images: &[EncodedImage]) -> BleuScores {
     for s in &stats {
         totals.add(s);
     }
-    BleuScores {
-        corpus: totals.score(),
-        per_image: stats.iter().map(BleuStats::score).collect(),
-        totals,
+    let corpus = totals.score();
+    let per_image: Vec<_> = stats.iter().map(BleuStats::score).collect();
+    let values = (0..MAX_N).map(|n| (corpus[n], per_image.iter().map(|s| s[n]).collect()));
+    (Scored { qualifier: None, values: values.collect() }, totals)
+}
+
+/// BLEU-1..4 in [`crate::registry`]; it also notes BLEU's word counts in the report.
+pub struct Bleu;
+
+impl Metric for Bleu {
+    fn names(&self) -> &'static [&'static str] {
+        &["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]
+    }
+
+    fn compute(&self, corpus: &Prepared, report: &mut Report) -> Result<Option<Scored>> {
+        let (scored, totals) = bleu(&corpus.images);
+        (report.hypothesis_words, report.reference_words) = (totals.test_len, totals.ref_len);
+        Ok(Some(scored))
     }
 }

@@ -1,11 +1,12 @@
-//! CIDEr-D as pycocoevalcap's `Cider` computes it (`cider_scorer.py`).
+//! CIDEr-D as pycocoevalcap's `Cider` computes it (`cider/cider_scorer.py`; Vedantam et al., "CIDEr:
+//! Consensus-based Image Description Evaluation", CVPR 2015).
 //!
-//! Reference: caption-metrics.md §A.4. Document frequency counts, over the evaluated images, how many
-//! images' reference sets contain each n-gram; weights are `tf * (ln N - ln max(1, df))`; the similarity
-//! clips the hypothesis weight at the reference weight, divides by both norms when neither is zero, and
-//! applies a Gaussian length penalty (sigma 6) on the difference of *bigram* counts; an image's score is
-//! `10 * mean over n of (sum over references) / #references`, duplicates included; the corpus score is the
-//! numpy mean over images. A corpus of one image scores 0 (ln 1 = 0), as in the reference.
+//! Document frequency counts, over the evaluated images, how many images' reference sets contain each n-gram;
+//! weights are `tf * (ln N - ln max(1, df))`; the similarity clips the hypothesis weight at the reference
+//! weight, divides by both norms when neither is zero, and applies a Gaussian length penalty (sigma 6) on the
+//! difference of *bigram* counts; an image's score is `10 * mean over n of (sum over references) /
+//! #references`, duplicates included; the corpus score is the numpy mean over images. A corpus of one image
+//! scores 0 (ln 1 = 0), as in the reference.
 //!
 //! The standard metric takes its document frequencies from the evaluated references. For a small
 //! evaluation set that is a poor estimate, so [`DocumentFrequency::from_references`] can supply them from
@@ -14,10 +15,11 @@
 
 use rayon::prelude::*;
 
-use crate::corpus::EncodedImage;
+use crate::corpus::{EncodedImage, Prepared};
 use crate::mean::{numpy_mean, pairwise_sum};
 use crate::ngram::{FastMap, NgramCounts, NgramKey, Vocab, MAX_N};
 use crate::text::split_whitespace;
+use crate::{Metric, Report, Result, Scored};
 
 const SIGMA: f64 = 6.0;
 
@@ -90,12 +92,6 @@ pub enum DfSource {
     External(std::sync::Arc<DocumentFrequency>),
 }
 
-#[derive(Debug, Clone)]
-pub struct CiderScores {
-    pub corpus: f64,
-    pub per_image: Vec<f64>,
-}
-
 /// A sentence's tf-idf vectors (per order, first-occurrence order), their norms and its bigram count.
 struct Vector {
     weights: [Vec<(NgramKey, f64)>; MAX_N],
@@ -154,7 +150,8 @@ fn sim(hyp: &Vector, r: &Vector) -> [f64; MAX_N] {
     })
 }
 
-pub fn cider(images: &[EncodedImage], vocab: &Vocab, source: &DfSource) -> CiderScores {
+/// Per-image CIDEr-D and their numpy mean, qualified "(external df)" with external document frequencies.
+pub fn cider(images: &[EncodedImage], vocab: &Vocab, source: &DfSource) -> Scored {
     let counts: Vec<(NgramCounts, Vec<NgramCounts>)> = images
         .par_iter()
         .map(|img| {
@@ -200,5 +197,19 @@ pub fn cider(images: &[EncodedImage], vocab: &Vocab, source: &DfSource) -> Cider
             avg * 10.0
         })
         .collect();
-    CiderScores { corpus: numpy_mean(&per_image), per_image }
+    let qualifier = matches!(source, DfSource::External(_)).then_some("(external df)");
+    Scored { qualifier, values: vec![(numpy_mean(&per_image), per_image)] }
+}
+
+/// CIDEr-D in [`crate::registry`], with document frequencies from this source.
+pub struct CiderD(pub DfSource);
+
+impl Metric for CiderD {
+    fn names(&self) -> &'static [&'static str] {
+        &["CIDEr"]
+    }
+
+    fn compute(&self, corpus: &Prepared, _: &mut Report) -> Result<Option<Scored>> {
+        Ok(Some(cider(&corpus.images, &corpus.vocab, &self.0)))
+    }
 }

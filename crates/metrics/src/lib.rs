@@ -2,8 +2,10 @@
 //! ROUGE-L and CIDEr-D, per image and for the corpus. No libtorch, and no Java except for the exact
 //! METEOR value.
 //!
-//! References: `caption-metrics.md` (§A.1-A.6) and the scorer sources of pycocoevalcap 1.2. Every metric
-//! states in its module which reference behaviour it reproduces; `docs/metrics.md` lists the proofs.
+//! Reference: pycocoevalcap 1.2 (<https://github.com/salaniz/pycocoevalcap>, the Python 3 port of
+//! tylin/coco-caption; scorer paths below are in that repository) and the metrics' papers, cited in each
+//! scorer's module with the behaviour it reproduces; `docs/metrics.md` lists the proofs. Each metric
+//! implements [`Metric`] and is listed in [`registry`].
 //!
 //! ```no_run
 //! use std::collections::BTreeMap;
@@ -86,17 +88,45 @@ pub fn evaluate_samples(samples: &[Sample<'_>], options: &Options) -> Result<Rep
     Evaluator::new(options.clone()).evaluate_samples(samples)
 }
 
+/// A caption metric. Its module implements this trait, and [`registry`] lists it.
+pub trait Metric: Send + Sync {
+    /// pycocoevalcap's keys for its values, in order (BLEU has four: `Bleu_1`..`Bleu_4`).
+    fn names(&self) -> &'static [&'static str];
+    /// Scores a validated, tokenized corpus; `Ok(None)` when it is not computed (METEOR skipped). It may
+    /// note in `report` how it computed its values (`meteor`, the word counts).
+    fn compute(&self, corpus: &corpus::Prepared, report: &mut Report) -> Result<Option<Scored>>;
+}
+
+/// A metric's values on a corpus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// `None` for the standard metric; else appended to every name ("(approx)", "(external df)"), so
+    /// that a non-standard value can never pass for a standard one.
+    pub qualifier: Option<&'static str>,
+    /// For each name: the corpus value and the values per image, in evaluation order.
+    pub values: Vec<(f64, Vec<f64>)>,
+}
+
+/// The metrics of a report, in pycocoevalcap's order. A new metric is registered here.
+pub fn registry(options: &Options) -> Vec<Box<dyn Metric>> {
+    vec![
+        Box::new(bleu::Bleu),
+        Box::new(meteor::MeteorEngine::new(options.meteor, options.meteor_jar.clone())),
+        Box::new(rouge::RougeL),
+        Box::new(cider::CiderD(options.cider_df.clone())),
+    ]
+}
+
 /// Evaluates corpora with fixed options, keeping the METEOR jar process (several seconds to start) and
 /// the native METEOR data loaded between calls. Safe to share between threads.
 pub struct Evaluator {
     options: Options,
-    meteor: meteor::MeteorEngine,
+    metrics: Vec<Box<dyn Metric>>,
 }
 
 impl Evaluator {
     pub fn new(options: Options) -> Self {
-        let meteor = meteor::MeteorEngine::new(options.meteor, options.meteor_jar.clone());
-        Evaluator { options, meteor }
+        Evaluator { metrics: registry(&options), options }
     }
 
     pub fn options(&self) -> &Options {
@@ -115,58 +145,36 @@ impl Evaluator {
 
     /// See [`evaluate_samples`].
     pub fn evaluate_samples(&self, samples: &[Sample<'_>]) -> Result<Report> {
-        score(samples, &self.options, &self.meteor)
-    }
-}
-
-fn score(
-    samples: &[Sample<'_>],
-    options: &Options,
-    meteor_engine: &meteor::MeteorEngine,
-) -> Result<Report> {
-    let prepared = corpus::prepare(samples, options.tokenization)?;
-    if let DfSource::External(df) = &options.cider_df {
-        if df.images() == 0 {
-            return Err(MetricsError::EmptyDocumentFrequency);
-        }
-    }
-    let bleu = bleu::bleu(&prepared.images);
-    let rouge = rouge::rouge(&prepared.images);
-    let cider = cider::cider(&prepared.images, &prepared.vocab, &options.cider_df);
-    let meteor = meteor_engine.score(&prepared.refs, &prepared.hyps)?;
-    let (meteor_corpus, meteor_per_image, meteor_kind) = match meteor {
-        Some(m) => (Some(m.corpus), Some(m.per_image), m.kind),
-        None => (None, None, MeteorKind::Skipped),
-    };
-    let per_image = prepared
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| ImageScores {
-            image_id: id.clone(),
-            scores: Scores {
-                bleu: bleu.per_image[i],
-                meteor: meteor_per_image.as_ref().map(|m| m[i]),
-                rouge_l: rouge.per_image[i],
-                cider: cider.per_image[i],
-            },
-        })
-        .collect();
-    Ok(Report {
-        corpus: Scores {
-            bleu: bleu.corpus,
-            meteor: meteor_corpus,
-            rouge_l: rouge.corpus,
-            cider: cider.corpus,
-        },
-        per_image,
-        meteor: meteor_kind,
-        cider_df: match &options.cider_df {
+        let prepared = corpus::prepare(samples, self.options.tokenization)?;
+        let cider_df = match &self.options.cider_df {
             DfSource::Corpus => CiderDfKind::Corpus,
+            DfSource::External(df) if df.images() == 0 => {
+                return Err(MetricsError::EmptyDocumentFrequency)
+            }
             DfSource::External(df) => CiderDfKind::External { images: df.images() },
-        },
-        tokenization: options.tokenization,
-        hypothesis_words: bleu.totals.test_len,
-        reference_words: bleu.totals.ref_len,
-    })
+        };
+        let scores = |id: &String| ImageScores { image_id: id.clone(), scores: Scores::default() };
+        let mut report = Report {
+            corpus: Scores::default(),
+            per_image: prepared.ids.iter().map(scores).collect(),
+            meteor: MeteorKind::Skipped,
+            cider_df,
+            tokenization: self.options.tokenization,
+            hypothesis_words: 0,
+            reference_words: 0,
+        };
+        for metric in &self.metrics {
+            let Some(scored) = metric.compute(&prepared, &mut report)? else { continue };
+            assert_eq!(scored.values.len(), metric.names().len(), "one value per name");
+            for (name, (corpus, per_image)) in metric.names().iter().zip(scored.values) {
+                let name = scored.qualifier.map_or(name.to_string(), |q| format!("{name} {q}"));
+                assert_eq!(per_image.len(), report.per_image.len(), "{name}: one value per image");
+                for (img, v) in report.per_image.iter_mut().zip(per_image) {
+                    img.scores.0.push((name.clone(), v));
+                }
+                report.corpus.0.push((name, corpus));
+            }
+        }
+        Ok(report)
+    }
 }

@@ -6,15 +6,26 @@ use serde_json::{json, Map, Value};
 use crate::meteor::MeteorKind;
 use crate::Tokenization;
 
-/// Scores of one image or of the corpus.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Scores {
-    /// Bleu_1..Bleu_4.
-    pub bleu: [f64; 4],
-    /// `None` when METEOR was skipped.
-    pub meteor: Option<f64>,
-    pub rouge_l: f64,
-    pub cider: f64,
+/// Scores of one image or of the corpus: `(name, value)` in the order of [`crate::registry`]
+/// (pycocoevalcap's), under pycocoevalcap's keys. A non-standard value carries its qualifier in the name
+/// ("METEOR (approx)", "CIDEr (external df)"), so it can never pass for the standard one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scores(pub(crate) Vec<(String, f64)>);
+
+impl Scores {
+    /// The value under this exact name, e.g. `get("Bleu_4")`, `get("METEOR (approx)")`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.iter().find(|&(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// `(name, value)` in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    fn json(&self) -> Map<String, Value> {
+        self.iter().map(|(n, v)| (n.to_string(), json!(v))).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,50 +57,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// Metric names in pycocoevalcap order; METEOR and CIDEr carry a qualifier when they are not the
-    /// standard values, so a non-standard number can never pass for a standard one.
-    pub fn metric_names(&self) -> [&'static str; 7] {
-        let cider = match self.cider_df {
-            CiderDfKind::Corpus => "CIDEr",
-            CiderDfKind::External { .. } => "CIDEr (external df)",
-        };
-        ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", self.meteor.label(), "ROUGE_L", cider]
-    }
-
-    fn values(s: &Scores) -> [Option<f64>; 7] {
-        [
-            Some(s.bleu[0]),
-            Some(s.bleu[1]),
-            Some(s.bleu[2]),
-            Some(s.bleu[3]),
-            s.meteor,
-            Some(s.rouge_l),
-            Some(s.cider),
-        ]
-    }
-
-    /// `(name, value)` of every computed corpus metric.
-    pub fn corpus_metrics(&self) -> Vec<(&'static str, f64)> {
-        self.metric_names()
-            .into_iter()
-            .zip(Self::values(&self.corpus))
-            .filter_map(|(n, v)| v.map(|v| (n, v)))
-            .collect()
-    }
-
-    fn scores_json(&self, s: &Scores) -> Map<String, Value> {
-        self.metric_names()
-            .into_iter()
-            .zip(Self::values(s))
-            .filter_map(|(n, v)| v.map(|v| (n.to_string(), json!(v))))
-            .collect()
+    /// `(name, value)` of every computed corpus metric, in pycocoevalcap order.
+    pub fn corpus_metrics(&self) -> Vec<(&str, f64)> {
+        self.corpus.iter().collect()
     }
 
     /// JSON with pycocoevalcap's keys: the corpus metrics at the top level (like `COCOEvalCap.eval`),
     /// `per_image` keyed by image id (like `imgToEval`), and `meta` describing how they were computed.
     /// `image_id` values are strings unless `numeric_ids` (then ids that parse as integers are numbers).
     pub fn to_json(&self, numeric_ids: bool) -> Value {
-        let mut top = self.scores_json(&self.corpus);
+        let mut top = self.corpus.json();
         let mut per = Map::new();
         for img in &self.per_image {
             let mut m = Map::new();
@@ -98,7 +75,7 @@ impl Report {
                 _ => json!(img.image_id),
             };
             m.insert("image_id".into(), id);
-            m.extend(self.scores_json(&img.scores));
+            m.extend(img.scores.json());
             per.insert(img.image_id.clone(), Value::Object(m));
         }
         top.insert("per_image".into(), Value::Object(per));
@@ -124,7 +101,7 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!("{:<22} {:>10} {:>8}\n", "metric", "score", "x100"));
-        for (name, v) in self.corpus_metrics() {
+        for (name, v) in self.corpus.iter() {
             out.push_str(&format!("{name:<22} {v:>10.6} {:>8.2}\n", v * 100.0));
         }
         out.push_str(&format!(

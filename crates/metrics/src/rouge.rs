@@ -1,13 +1,14 @@
-//! ROUGE-L as pycocoevalcap's `Rouge` computes it (`rouge.py`).
+//! ROUGE-L as pycocoevalcap's `Rouge` computes it (`rouge/rouge.py`; Lin, "ROUGE: A Package for Automatic
+//! Evaluation of Summaries", 2004).
 //!
-//! Reference: caption-metrics.md §A.5. Tokens come from `split(" ")`; the best precision and the best
-//! recall are taken independently over the references; F uses beta = 1.2; the corpus score is the numpy
-//! mean of the per-image scores.
+//! Tokens come from `split(" ")`; the best precision and the best recall are taken independently over the
+//! references; F uses beta = 1.2; the corpus score is the numpy mean of the per-image scores.
 
 use rayon::prelude::*;
 
-use crate::corpus::EncodedImage;
+use crate::corpus::{EncodedImage, Prepared};
 use crate::mean::numpy_mean;
+use crate::{Metric, Report, Result, Scored};
 
 const BETA: f64 = 1.2;
 
@@ -43,13 +44,8 @@ pub fn rouge_l(hyp: &[u32], refs: &[&[u32]]) -> f64 {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct RougeScores {
-    pub corpus: f64,
-    pub per_image: Vec<f64>,
-}
-
-pub fn rouge(images: &[EncodedImage]) -> RougeScores {
+/// Per-image ROUGE-L and their numpy mean.
+pub fn rouge(images: &[EncodedImage]) -> Scored {
     let per_image: Vec<f64> = images
         .par_iter()
         .map(|img| {
@@ -57,7 +53,20 @@ pub fn rouge(images: &[EncodedImage]) -> RougeScores {
             rouge_l(&img.hyp.rouge_tokens, &refs)
         })
         .collect();
-    RougeScores { corpus: numpy_mean(&per_image), per_image }
+    Scored { qualifier: None, values: vec![(numpy_mean(&per_image), per_image)] }
+}
+
+/// ROUGE-L in [`crate::registry`].
+pub struct RougeL;
+
+impl Metric for RougeL {
+    fn names(&self) -> &'static [&'static str] {
+        &["ROUGE_L"]
+    }
+
+    fn compute(&self, corpus: &Prepared, _: &mut Report) -> Result<Option<Scored>> {
+        Ok(Some(rouge(&corpus.images)))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The library API: errors name the offending ids, results do not depend on the thread count, external
 //! CIDEr document frequencies are labelled and reduce to the standard value when built from the evaluated
-//! references, and the JSON uses pycocoevalcap's keys.
+//! references, and scores are named by pycocoevalcap's keys (in the JSON too), in pycocoevalcap's order.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,17 +117,17 @@ fn external_document_frequencies_are_labelled_and_reduce_to_the_standard_value()
     assert_eq!(df.images(), refs.len());
     let opts = Options { cider_df: DfSource::External(Arc::new(df)), ..no_meteor() };
     let same = evaluate(&refs, &hyps, &opts).unwrap();
-    assert_eq!(same.corpus.cider, standard.corpus.cider);
-    assert_eq!(same.metric_names()[6], "CIDEr (external df)");
+    assert_eq!(same.corpus.get("CIDEr (external df)"), standard.corpus.get("CIDEr"));
+    assert_eq!(same.corpus_metrics().last().unwrap().0, "CIDEr (external df)");
     assert!(same.to_json(false).get("CIDEr").is_none());
     // From a larger corpus the value changes (a single evaluated image no longer scores 0).
     let one_ref: BTreeMap<String, Vec<String>> =
         refs.iter().take(1).map(|(k, v)| (k.clone(), v.clone())).collect();
     let one_hyp: BTreeMap<String, String> =
         hyps.iter().take(1).map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(evaluate(&one_ref, &one_hyp, &no_meteor()).unwrap().corpus.cider, 0.0);
+    assert_eq!(evaluate(&one_ref, &one_hyp, &no_meteor()).unwrap().corpus.get("CIDEr"), Some(0.0));
     let external = evaluate(&one_ref, &one_hyp, &opts).unwrap();
-    assert!(external.corpus.cider > 0.0);
+    assert!(external.corpus.get("CIDEr (external df)").unwrap() > 0.0);
 }
 
 #[test]
@@ -154,4 +154,25 @@ fn json_has_pycocoevalcap_keys_and_labels_the_approximation() {
     )
     .unwrap();
     assert!(p.to_json(false).get("METEOR (skipped)").is_none(), "skipped metrics are left out");
+}
+
+#[test]
+fn scores_are_named_in_pycocoevalcap_order_and_the_evaluator_is_shareable() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<metrics::Evaluator>();
+    let (refs, hyps) = corpus();
+    let r =
+        evaluate(&refs, &hyps, &Options { meteor: MeteorMode::Approximate, ..Options::default() })
+            .unwrap();
+    let names: Vec<&str> = r.corpus_metrics().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR (approx)", "ROUGE_L", "CIDEr"]
+    );
+    for img in &r.per_image {
+        assert!(img.scores.iter().map(|(n, _)| n).eq(names.iter().copied()), "{}", img.image_id);
+    }
+    let registered: Vec<&str> =
+        metrics::registry(&Options::default()).iter().flat_map(|m| m.names().to_vec()).collect();
+    assert_eq!(registered, ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]);
 }

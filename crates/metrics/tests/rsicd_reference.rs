@@ -31,23 +31,31 @@ fn bleu_rouge_cider_match_pycocoevalcap() {
     for n in 0..4 {
         check(
             format!("corpus Bleu_{}", n + 1),
-            r.corpus.bleu[n],
+            r.corpus.get(&format!("Bleu_{}", n + 1)).unwrap(),
             &f["corpus"][format!("Bleu_{}", n + 1)],
         );
     }
-    check("corpus ROUGE_L".into(), r.corpus.rouge_l, &f["corpus"]["ROUGE_L"]);
-    check("corpus CIDEr".into(), r.corpus.cider, &f["corpus"]["CIDEr"]);
+    check("corpus ROUGE_L".into(), r.corpus.get("ROUGE_L").unwrap(), &f["corpus"]["ROUGE_L"]);
+    check("corpus CIDEr".into(), r.corpus.get("CIDEr").unwrap(), &f["corpus"]["CIDEr"]);
     let per = &f["per_image"];
     for (i, img) in r.per_image.iter().enumerate() {
         for n in 0..4 {
             check(
                 format!("{} Bleu_{}", img.image_id, n + 1),
-                img.scores.bleu[n],
+                img.scores.get(&format!("Bleu_{}", n + 1)).unwrap(),
                 &per[format!("Bleu_{}", n + 1)][i],
             );
         }
-        check(format!("{} ROUGE_L", img.image_id), img.scores.rouge_l, &per["ROUGE_L"][i]);
-        check(format!("{} CIDEr", img.image_id), img.scores.cider, &per["CIDEr"][i]);
+        check(
+            format!("{} ROUGE_L", img.image_id),
+            img.scores.get("ROUGE_L").unwrap(),
+            &per["ROUGE_L"][i],
+        );
+        check(
+            format!("{} CIDEr", img.image_id),
+            img.scores.get("CIDEr").unwrap(),
+            &per["CIDEr"][i],
+        );
     }
     eprintln!("RSICD test split: largest |difference| from pycocoevalcap over {} BLEU/ROUGE-L/CIDEr-D values = {max_diff:.3e}",
         (r.per_image.len() + 1) * 6);
@@ -62,12 +70,12 @@ fn meteor_jar_and_native_against_pycocoevalcap() {
     let per: Vec<f64> =
         f["per_image"]["METEOR"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!(matches!(native.meteor, MeteorKind::Approximate { .. }));
-    let got = native.corpus.meteor.unwrap();
+    let got = native.corpus.get("METEOR (approx)").unwrap();
     let mean_abs = native
         .per_image
         .iter()
         .zip(&per)
-        .map(|(i, w)| (i.scores.meteor.unwrap() - w).abs())
+        .map(|(i, w)| (i.scores.get("METEOR (approx)").unwrap() - w).abs())
         .sum::<f64>()
         / per.len() as f64;
     eprintln!(
@@ -83,11 +91,11 @@ fn meteor_jar_and_native_against_pycocoevalcap() {
         return;
     }
     let Some((exact, _)) = run(MeteorMode::Exact) else { return };
-    common::close("corpus METEOR (jar)", exact.corpus.meteor.unwrap(), want, 1e-6);
+    common::close("corpus METEOR (jar)", exact.corpus.get("METEOR").unwrap(), want, 1e-6);
     for (img, w) in exact.per_image.iter().zip(&per) {
         common::close(
             &format!("{} METEOR (jar)", img.image_id),
-            img.scores.meteor.unwrap(),
+            img.scores.get("METEOR").unwrap(),
             *w,
             1e-6,
         );

@@ -2,7 +2,7 @@
 //! references, equal to pycocoevalcap, via the `metrics` crate. `cargo xtask bench metrics` lives in
 //! `score_bench.rs`, reading inputs through `score_inputs.rs`.
 //!
-//! Reference: caption-metrics.md; the crate's docs in docs/metrics.md.
+//! What is computed and how it follows pycocoevalcap 1.2: docs/metrics.md.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

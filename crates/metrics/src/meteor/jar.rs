@@ -138,16 +138,9 @@ impl MeteorJar {
     fn fail(&mut self, what: &str) -> MetricsError {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let tail = String::from_utf8_lossy(&self.stderr.lock().unwrap()).trim().to_string();
-        let tail: String = tail
-            .lines()
-            .rev()
-            .take(6)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).trim().to_string();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
         MetricsError::MeteorJar {
             jar: self.jar.clone(),
             message: if tail.is_empty() {

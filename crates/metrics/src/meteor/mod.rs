@@ -1,8 +1,9 @@
 //! METEOR 1.5: exact through the official jar when Java and the jar are available, otherwise a native
 //! approximation that is always labelled "METEOR (approx)".
 //!
-//! Reference: caption-metrics.md §A.6. See [`jar`] for the exact path, [`stats`] for the score formula
-//! shared by both paths.
+//! Reference: pycocoevalcap 1.2's `meteor/meteor.py` (how it drives the jar) and METEOR 1.5
+//! (Denkowski and Lavie, "Meteor Universal", WMT 2014; <https://github.com/cmu-mtlab/meteor>). See [`jar`]
+//! for the exact path, [`stats`] for the score formula shared by both paths.
 
 pub mod aligner;
 pub mod jar;
@@ -16,7 +17,9 @@ pub mod synonyms;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+use crate::corpus::Prepared;
 use crate::error::{MetricsError, Result};
+use crate::{Metric, Report, Scored};
 
 /// How to compute METEOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +106,20 @@ pub struct MeteorEngine {
     /// Why the jar cannot be used (in `Auto` mode the approximation is used from then on).
     jar_unavailable: Mutex<Option<String>>,
     native: OnceLock<native::NativeMeteor>,
+}
+
+/// METEOR in [`crate::registry`]; the report notes which METEOR it holds.
+impl Metric for MeteorEngine {
+    fn names(&self) -> &'static [&'static str] {
+        &["METEOR"]
+    }
+
+    fn compute(&self, corpus: &Prepared, report: &mut Report) -> Result<Option<Scored>> {
+        let Some(m) = self.score(&corpus.refs, &corpus.hyps)? else { return Ok(None) };
+        let qualifier = m.kind.label().strip_prefix("METEOR "); // "(approx)" or none
+        report.meteor = m.kind;
+        Ok(Some(Scored { qualifier, values: vec![(m.corpus, m.per_image)] }))
+    }
 }
 
 impl MeteorEngine {

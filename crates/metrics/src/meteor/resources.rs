@@ -45,14 +45,10 @@ fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, jar: &Path, name: &str) 
 impl Resources {
     /// Function words, prefixes and synonyms from `meteor-1.5.jar`.
     pub fn from_jar(jar: &Path) -> Result<Self> {
-        let file = std::fs::File::open(jar).map_err(|e| MetricsError::SynonymData {
-            path: jar.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mut zip = zip::ZipArchive::new(file).map_err(|e| MetricsError::SynonymData {
-            path: jar.to_path_buf(),
-            message: format!("not a jar/zip file: {e}"),
-        })?;
+        let err = |message: String| MetricsError::SynonymData { path: jar.to_path_buf(), message };
+        let file = std::fs::File::open(jar).map_err(|e| err(e.to_string()))?;
+        let mut zip =
+            zip::ZipArchive::new(file).map_err(|e| err(format!("not a jar/zip file: {e}")))?;
         let function_words = read_entry(&mut zip, jar, "function/english.words")?
             .lines()
             .map(str::to_owned)
@@ -60,8 +56,7 @@ impl Resources {
         let prefixes = parse_prefixes(&read_entry(&mut zip, jar, "nonbreaking/english.prefixes")?);
         let exceptions = read_entry(&mut zip, jar, "synonym/english.exceptions")?;
         let synsets = read_entry(&mut zip, jar, "synonym/english.synsets")?;
-        let synonyms = SynonymDictionary::parse(&exceptions, &synsets)
-            .map_err(|message| MetricsError::SynonymData { path: jar.to_path_buf(), message })?;
+        let synonyms = SynonymDictionary::parse(&exceptions, &synsets).map_err(err)?;
         Ok(Resources {
             function_words,
             prefixes,

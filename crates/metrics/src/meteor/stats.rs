@@ -1,6 +1,6 @@
 //! METEOR 1.5 sufficient statistics and the score computed from them.
 //!
-//! Reference: caption-metrics.md §A.6 and Meteor 1.5's `MeteorStats` / `MeteorScorer.computeMetrics`.
+//! Reference: METEOR 1.5's `MeteorStats` / `MeteorScorer.computeMetrics` (<https://github.com/cmu-mtlab/meteor>).
 //! The 23 numbers per segment are `tl rl tf rf`, then for each of the four modules (exact, stem, synonym,
 //! paraphrase) `[test content, ref content, test function, ref function]` matches, then `chunks`,
 //! `test word matches`, `ref word matches`. Corpus METEOR sums the statistics (skipping `chunks` of

@@ -1,10 +1,10 @@
 //! pycocoevalcap's tokenization step: Stanford PTBTokenizer 3.4.1 (`-preserveLines -lowerCase`), then
 //! removal of the punctuation tokens pycocoevalcap lists.
 //!
-//! Reference: caption-metrics.md §A.2 and `pycocoevalcap/tokenizer/ptbtokenizer.py`. The lexer itself
-//! lives in [`lexer`]; this module applies it to one caption the way the reference does: newlines become
-//! spaces, every token is lowercased (Java `toLowerCase(Locale.ENGLISH)`), the line is split on single
-//! spaces and the tokens in [`PUNCTUATION`] are dropped. Bracket tokens are lowercased before that
+//! Reference: pycocoevalcap 1.2's `tokenizer/ptbtokenizer.py` and Stanford CoreNLP 3.4.1's `PTBLexer.flex`.
+//! The lexer itself lives in `lexer.rs`; this module applies it to one caption the way the reference does:
+//! newlines become spaces, every token is lowercased (Java `toLowerCase(Locale.ENGLISH)`), the line is split
+//! on single spaces and the tokens in [`PUNCTUATION`] are dropped. Bracket tokens are lowercased before that
 //! comparison, so `-lrb-` and friends survive, exactly as in the reference.
 
 mod lexer;
@@ -85,8 +85,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn caption_metrics_examples() {
-        // caption-metrics.md §A.2, observed with the jar.
+    fn jar_examples() {
+        // The jar's output, as pycocoevalcap runs it; tests/fixtures/ptb_edge_cases.json has 1,060 more lines.
         let cases = [
             ("Don't", "do n't"),
             ("it's", "it 's"),
