@@ -198,7 +198,7 @@ fn plan_batch8() -> Result<(usize, Vec<(String, f64)>)> {
             supervised_tokens: 8 * (text_len + 1),
             checkpointing: true,
             vision_trainable,
-            optimizer_slots: trainer::train::optimizer_slots(&cfg),
+            optimizer_slots: trainer::session::optimizer_slots(&cfg),
         });
         rows.push((label.to_string(), plan.total()));
     }

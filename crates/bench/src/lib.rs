@@ -1,23 +1,28 @@
 //! `pgrs bench`: this project against the Python stack (transformers 5.23 + PEFT 0.21) on the same work, side by
 //! side in one run: `train` (one optimizer step), `generate` (greedy and beam captioning) and `fullsize` (peak memory
-//! of PaliGemma-3B fine-tuning steps against the memory planner).
+//! of PaliGemma-3B fine-tuning steps against the memory planner). `pgrs` (crates/cli) only declares the subcommand,
+//! `Bench(bench::Args)`, and calls [`run`].
 //!
 //! Method (issue 6, `docs/benchmarks.md`): one weights directory written once by `scripts/bench/make_model.py`
 //! (seeded random, nothing downloaded), one batch and one set of initial trainables written by this process, read by
 //! both sides; each side runs in its own process (`pgrs bench worker` and `scripts/bench/hf_worker.py`, same spec
 //! file) so its peak RSS is its own; rounds alternate which side goes first; same dtype, batch, sequence length and
 //! thread count; losses and generated ids are compared before any time is reported.
+//!
+//! The binary that calls [`run`] must route `<itself> bench …` to it, as `pgrs` does: the Rust worker is started as
+//! `<current executable> bench worker --spec … --out …`. `scripts/bench/` is found from the repository root
+//! (`cases::repo_root`: the working directory's nearest ancestor holding it, else this checkout).
 mod cases;
 mod fullsize;
 mod generate;
 mod gpu_memory;
-mod inputs;
+pub mod inputs;
 mod machine;
 mod profile;
 mod report;
 mod rss;
 mod runner;
-mod spec;
+pub mod spec;
 mod stats;
 mod train;
 mod worker;

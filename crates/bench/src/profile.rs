@@ -5,9 +5,9 @@
 //! head and loss at the supervised positions, one backward), timing each; the Python worker times the same blocks with
 //! forward hooks. On CPU every operation is synchronous, so wall time per block is that block's cost.
 use anyhow::Result;
-use paligemma::{Batch, PaliGemma, Segment};
+use paligemma::{Batch, PaliGemma};
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use trainer::memory::{self, PlanInput};
 use trainer::step::StepOptions;
 use trainer::strategy::Built;
@@ -37,18 +37,15 @@ pub fn profiled_step(
     let x0 = model.embed(&batch.ids, &batch.segments, Some(&feats), soft);
     lap("embeddings", record);
     let lm = &model.language_model;
-    let ar = batch.segments.eq(Segment::Suffix.id()).to_kind(Kind::Int64);
-    let valid = batch.segments.ne(Segment::Pad.id());
-    let mask = attention_mask(&ar, &valid);
-    let positions = valid.to_kind(Kind::Int64).cumsum(1, Kind::Int64);
-    let rope = lm.rope.tables(&positions, x0.kind());
+    let (ar, valid) = paligemma::ar_valid(&batch.segments);
+    let (mask, rope) = lm.prepare(&x0, &ar, &valid);
     lap("mask + RoPE tables", record);
     let mut h = x0;
     for (i, layer) in lm.layers.iter().enumerate() {
         h = layer.forward_t(&h, &rope, &mask, None, true);
         lap(&format!("decoder layer {i}"), record);
     }
-    let h = lm.norm.forward(&h);
+    let h = lm.finish(&h);
     lap("final norm", record);
     let out = model.loss_from_hidden(&h, &batch.labels, o.reduction)?;
     let loss = f64::try_from(&out.loss)?;
@@ -56,21 +53,6 @@ pub fn profiled_step(
     (out.loss * o.loss_scale).backward();
     lap("backward", record);
     Ok(loss)
-}
-
-/// The full-sequence case of `gemma::attention_mask` (this crate does not depend on `gemma`): query i may attend key
-/// j iff `cumsum(ar)_j <= cumsum(ar)_i` and both are real tokens; a padding query sees itself. The profiled loss must
-/// equal the unprofiled one, which the benchmark checks against the reference like any other loss.
-fn attention_mask(ar: &Tensor, valid: &Tensor) -> Tensor {
-    let t = ar.size()[1];
-    let c = ar.cumsum(1, Kind::Int64);
-    let allowed = c
-        .unsqueeze(1)
-        .le_tensor(&c.unsqueeze(2))
-        .logical_and(&valid.unsqueeze(1))
-        .logical_and(&valid.unsqueeze(2));
-    let eye = Tensor::eye(t, (Kind::Bool, ar.device())).unsqueeze(0);
-    allowed.logical_or(&eye).unsqueeze(1)
 }
 
 /// The planner's estimate (`trainer::memory::plan`, what `pgrs plan` and `--dry-run` print) for this step.

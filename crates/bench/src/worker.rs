@@ -20,7 +20,10 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
     let spec: Spec = read_json(spec_path)?;
     tch::set_num_threads(spec.threads as i32);
     tch::set_num_interop_threads(1);
-    let device = trainer::strategy::parse_device(&spec.device)?;
+    let device =
+        <trainer::device::DeviceSpec as trainer::setting::Setting>::parse_setting(&spec.device)
+            .map_err(|e| anyhow::anyhow!("device {e}"))?
+            .resolve()?;
     // Touch libtorch once so the baseline includes the runtime, as the Python side's includes `import torch`.
     let _ = Tensor::zeros([1], (Kind::Float, device));
     let mut result = WorkerResult {

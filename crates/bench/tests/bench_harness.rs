@@ -5,20 +5,125 @@
 //!
 //! The reference's results are committed (`tests/bench_tiny/reference.json`, with a fingerprint of the inputs they
 //! were computed on), so this runs without Python. Where the reference venv has transformers and peft, the reference
-//! worker is also run live, and one whole `pgrs bench train` on the tiny model checks the orchestration.
+//! worker is also run live, and one whole `bench train` on the tiny model checks the orchestration.
 //! Regenerate the committed file with
-//! `cargo test -p paligemma-cli --test bench_harness -- --ignored regenerate_reference`.
-#[allow(dead_code)]
-#[path = "../src/bench/inputs.rs"]
-mod inputs;
-#[allow(dead_code)]
-#[path = "../src/bench/spec.rs"]
-mod spec;
-
+//! `cargo test -p bench --test bench_harness -- --ignored regenerate_reference`.
+//!
+//! This binary has its own `main` (`harness = false`) because it also stands in for `pgrs`: the Rust workers run in
+//! child processes started as `<current executable> bench worker …` (by this file and by the orchestrator alike),
+//! and `pgrs` belongs to another crate, so this binary answers `bench …` itself with `bench::run`, as `pgrs` does.
+//! Anything else runs the tests (libtest's usual options: name filters, `--exact`, `--skip`, `--ignored`,
+//! `--include-ignored`, `--list`; the rest are accepted and ignored: tests run one after another, uncaptured).
+use bench::{inputs, spec};
 use serde_json::{json, Value};
 use spec::{Spec, Task, WorkerResult};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "bench") {
+        as_pgrs(args)
+    }
+    run_tests(
+        &args[1..],
+        &[
+            (
+                "rust_worker_matches_the_committed_reference",
+                false,
+                rust_worker_matches_the_committed_reference,
+            ),
+            (
+                "live_reference_worker_and_orchestrator",
+                false,
+                live_reference_worker_and_orchestrator,
+            ),
+            ("regenerate_reference", true, regenerate_reference),
+        ],
+    )
+}
+
+/// `pgrs bench …`, for the workers this binary starts.
+fn as_pgrs(args: Vec<String>) -> ! {
+    #[derive(clap::Parser)]
+    #[command(name = "pgrs")]
+    enum Pgrs {
+        Bench(bench::Args),
+    }
+    let Pgrs::Bench(a) = clap::Parser::parse_from(args);
+    match bench::run(a) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the selected tests (`(name, ignored, body)`) one after another, libtest style; fails (101) if one panics.
+fn run_tests(args: &[String], tests: &[(&str, bool, fn())]) -> ExitCode {
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let (mut exact, mut ignored, mut include_ignored, mut list) = (false, false, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--exact" => exact = true,
+            "--ignored" => ignored = true,
+            "--include-ignored" => include_ignored = true,
+            "--list" => list = true,
+            "--skip" => skips.extend(it.next().cloned()),
+            "--test-threads" | "--color" | "--format" | "--logfile" | "-Z" => {
+                it.next();
+            }
+            s if s.starts_with("--skip=") => skips.push(s["--skip=".len()..].to_string()),
+            s if s.starts_with('-') => {}
+            f => filters.push(f.to_string()),
+        }
+    }
+    let matches =
+        |name: &str, f: &String| if exact { name == f } else { name.contains(f.as_str()) };
+    let selected: Vec<(&str, bool, fn())> = tests
+        .iter()
+        .copied()
+        .filter(|&(name, ..)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .filter(|&(name, ..)| !skips.iter().any(|f| matches(name, f)))
+        .filter(|&(_, is_ignored, _)| is_ignored || !ignored)
+        .collect();
+    if list {
+        for (name, ..) in &selected {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filtered_out = tests.len() - selected.len();
+    println!("\nrunning {} tests", selected.len());
+    let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
+    for (name, is_ignored, body) in selected {
+        if is_ignored && !ignored && !include_ignored {
+            println!("test {name} ... ignored");
+            skipped += 1;
+        } else if std::panic::catch_unwind(body).is_ok() {
+            println!("test {name} ... ok");
+            passed += 1;
+        } else {
+            println!("test {name} ... FAILED");
+            failed.push(name);
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; {skipped} ignored; 0 measured; {filtered_out} filtered out\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(101)
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -182,7 +287,7 @@ fn run_rust(spec: &Spec, dir: &Path, name: &str) -> WorkerResult {
     let spec_path = dir.join(format!("{name}.spec.json"));
     let out = dir.join(format!("{name}.rust.json"));
     spec::write_json(&spec_path, spec).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_pgrs"))
+    let o = Command::new(std::env::current_exe().unwrap())
         .args(["bench", "worker", "--spec"])
         .arg(&spec_path)
         .arg("--out")
@@ -259,7 +364,6 @@ fn pick(r: &WorkerResult) -> Value {
     json!({"losses": r.losses, "ids": r.ids, "trainable_params": r.trainable_params})
 }
 
-#[test]
 fn rust_worker_matches_the_committed_reference() {
     let dir = temp("harness");
     let fingerprint = write_inputs(&dir);
@@ -289,7 +393,6 @@ fn rust_worker_matches_the_committed_reference() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn live_reference_worker_and_orchestrator() {
     let Some(py) = reference_python() else {
         eprintln!("skipped: no Python with transformers 5.23 + peft (set PALIGEMMA_PYTHON or run cargo xtask setup)");
@@ -304,7 +407,7 @@ fn live_reference_worker_and_orchestrator() {
         assert_same(c.name, c.dtype, &ours, &theirs);
     }
     // One whole benchmark run on the tiny model: both sides, the loss check, the table.
-    let o = Command::new(env!("CARGO_BIN_EXE_pgrs"))
+    let o = Command::new(std::env::current_exe().unwrap())
         .current_dir(root())
         .args([
             "bench",
@@ -330,8 +433,6 @@ fn live_reference_worker_and_orchestrator() {
 }
 
 /// Writes `tests/bench_tiny/reference.json` from the reference worker (needs the venv with transformers + peft).
-#[test]
-#[ignore]
 fn regenerate_reference() {
     let py = reference_python().expect("a Python with transformers 5.23 and peft 0.21");
     let dir = temp("regen");
@@ -342,7 +443,7 @@ fn regenerate_reference() {
         cases.insert(c.name.into(), pick(&r));
     }
     let v = json!({
-        "generator": "cargo test -p paligemma-cli --test bench_harness -- --ignored regenerate_reference",
+        "generator": "cargo test -p bench --test bench_harness -- --ignored regenerate_reference",
         "model": "data/fixtures/mqa",
         "inputs": fingerprint,
         "cases": cases,
