@@ -17,7 +17,7 @@ Writes, under crates/metrics/tests/fixtures/:
   pieces (abbreviations, clitics, quotes, brackets, URLs, numbers, entities, ...), with the jar's raw
   output for each line, stored in full.
 
-Reference behaviour: caption-metrics.md §A.2; pycocoevalcap/tokenizer/ptbtokenizer.py.
+Reference behaviour: pycocoevalcap/tokenizer/ptbtokenizer.py (pycocoevalcap 1.2).
 """
 import argparse
 import glob

@@ -2,7 +2,7 @@
 //! `paligemma-3b-pt-224.npz`, `.bf16.npz`, `.f16.npz`) to an HF-layout directory (`model.safetensors` with the hub key
 //! names, `config.json`, optionally `tokenizer.json`).
 //!
-//! The mapping and reshapes follow `paligemma-architecture.md` section 5.3 (transformers'
+//! The mapping and reshapes follow transformers' own converter (transformers'
 //! `convert_paligemma_weights_to_hf.py`): scanned layer stacks are split per layer, Flax kernels transposed to
 //! PyTorch's `[out, in]`, attention `DenseGeneral` kernels flattened head-major. The architecture is read off the
 //! array shapes, so 224/448/896 checkpoints (and tiny test ones) need no flags. The vocabulary is extended as HF's

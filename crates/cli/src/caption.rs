@@ -4,6 +4,8 @@ use paligemma::{generate, DType, GenerationConfig, LoadOptions, SequenceLayout};
 use rsicd_data::{ImagePreprocessor, Resample};
 use std::path::PathBuf;
 use tch::Tensor;
+use trainer::device::DeviceSpec;
+use trainer::setting::Setting;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,6 +40,11 @@ pub struct Args {
     pub json: bool,
 }
 
+/// A setting word given on the command line (`--device cuda:1`), parsed by the parser the experiment files use.
+pub fn setting<T: Setting>(option: &str, word: &str) -> Result<T> {
+    T::parse_setting(word).map_err(|e| anyhow::anyhow!("{option}: {e}"))
+}
+
 /// A clap value parser for counts: a whole number >= 1 (clap names the option in its error).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -47,25 +54,15 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(args: &Args) -> Result<i32> {
-    let dtype = args.dtype.as_deref().map(DType::parse).transpose()?;
-    let device = crate::device::parse(&args.device)?;
-    let resample = match args.resample.as_str() {
-        "bicubic" => Resample::Bicubic,
-        "bilinear" => Resample::BilinearAntialias,
-        other => anyhow::bail!("unknown --resample `{other}`: expected bicubic or bilinear"),
-    };
+    let dtype = args.dtype.as_deref().map(|w| setting::<DType>("--dtype", w)).transpose()?;
+    let device = setting::<DeviceSpec>("--device", &args.device)?.resolve()?;
+    let resample = setting::<Resample>("--resample", &args.resample)?;
     let loaded = paligemma::load(&args.model, LoadOptions { dtype, device })
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let size = model.config.vision_config.image_size as u32;
     let pre = ImagePreprocessor::new(size, resample);
-    let layout = SequenceLayout::new(
-        model.config.num_image_tokens() as usize,
-        tok.image_id,
-        tok.bos_id,
-        tok.eos_id,
-        tok.pad_id,
-    );
+    let layout = SequenceLayout::for_model(&model.config, tok);
     let (prefix, sep) = tok.encode_prompt(&args.prompt)?;
     let prompt = layout.build(&prefix, &sep, None)?;
     let cfg = GenerationConfig {

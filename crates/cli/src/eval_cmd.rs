@@ -1,10 +1,13 @@
 //! `eval` (any checkpoint, the zero-shot base included) and `export` (merge adapters into an HF directory).
 use crate::caption::at_least_one;
+use crate::caption::setting;
 use anyhow::{bail, Context, Result};
+use metrics::MeteorMode;
 use paligemma::{DType, LoadOptions, SequenceLayout};
 use std::path::{Path, PathBuf};
 use trainer::config::EvalConfig;
 use trainer::data::{self, Prompt};
+use trainer::device::DeviceSpec;
 use trainer::eval::{self, Evaluation};
 use trainer::{checkpoint, strategy, ExperimentConfig};
 
@@ -33,8 +36,10 @@ pub struct EvalArgs {
     /// Evaluate an evenly spaced subset of this many images.
     #[arg(long, value_parser = at_least_one)]
     pub limit: Option<usize>,
+    /// f32, bf16 or f16 (default: as stored).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// auto, exact, approx or skip.
@@ -47,19 +52,19 @@ pub struct EvalArgs {
     pub batch_size: usize,
 }
 
-fn eval_cfg(args: &EvalArgs) -> EvalConfig {
-    EvalConfig {
+fn eval_cfg(args: &EvalArgs) -> Result<EvalConfig> {
+    Ok(EvalConfig {
         num_beams: args.beams,
         max_new_tokens: args.max_new_tokens,
         batch_size: args.batch_size,
-        meteor: args.meteor.clone(),
+        meteor: setting::<MeteorMode>("--meteor", &args.meteor)?,
         ..Default::default()
-    }
+    })
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<i32> {
-    let ecfg = eval_cfg(args);
-    let evaluator = metrics::Evaluator::new(eval::metrics_options(&ecfg)?);
+    let ecfg = eval_cfg(args)?;
+    let evaluator = metrics::Evaluator::new(eval::metrics_options(&ecfg));
     let out = if let Some(run) = &args.run {
         let mut sets = vec![];
         if let Some(d) = &args.dataset {
@@ -75,7 +80,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
             })?;
         checkpoint::load(&dir, &built.trainables)?;
         eprintln!("evaluating {} at step {}", run.display(), state.step);
-        let pre = data::preprocessor(&cfg, built.model.config.vision_config.image_size)?;
+        let pre = data::preprocessor(&cfg, built.model.config.vision_config.image_size);
         let prompt = Prompt::new(&built.tokenizer, &cfg.data.prefix)?;
         let soft = built.soft.as_ref().map(|s| s.vectors.shallow_clone());
         let ev = Evaluation {
@@ -93,8 +98,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
     } else {
         let model_dir = args.model.as_ref().context("give --run <dir> or --model <dir>")?;
         let dataset = args.dataset.as_ref().context("--model needs --dataset")?;
-        let dtype = args.dtype.as_deref().map(DType::parse).transpose()?;
-        let device = strategy::parse_device(&args.device)?;
+        let dtype = args.dtype.as_deref().map(|w| setting::<DType>("--dtype", w)).transpose()?;
+        let device = setting::<DeviceSpec>("--device", &args.device)?.resolve()?;
         let mut loaded = paligemma::load(model_dir, LoadOptions { dtype, device })?;
         let adapter_vs = tch::nn::VarStore::new(device);
         if let Some(a) = &args.adapter {
@@ -103,13 +108,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
         }
         let ds = rsicd_data::Dataset::load(dataset, None)?;
         let t = &loaded.tokenizer;
-        let layout = SequenceLayout::new(
-            loaded.model.config.num_image_tokens() as usize,
-            t.image_id,
-            t.bos_id,
-            t.eos_id,
-            t.pad_id,
-        );
+        let layout = SequenceLayout::for_model(&loaded.model.config, t);
         let pre = rsicd_data::ImagePreprocessor::new(
             loaded.model.config.vision_config.image_size as u32,
             rsicd_data::Resample::Bicubic,
@@ -172,12 +171,7 @@ fn run_inputs(cfg: &ExperimentConfig, run: &Path) -> Vec<(String, PathBuf)> {
 
 pub fn run_export(args: &ExportArgs) -> Result<i32> {
     let cfg = ExperimentConfig::load(&args.run.join("config.toml"), &[])?;
-    if cfg.soft_prompt.is_some()
-        && matches!(
-            cfg.strategy,
-            trainer::config::Strategy::SoftPrompt | trainer::config::Strategy::Hybrid
-        )
-    {
+    if trainer::what_trains::WhatTrains::of(&cfg).soft_prompt.is_some() {
         bail!("a soft prompt is not part of an HF PaliGemma checkpoint; evaluate or caption with `eval --run {}`", args.run.display());
     }
     let tokenizer = match (cfg.model.source, &cfg.model.path, &cfg.model.scratch) {

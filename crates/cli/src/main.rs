@@ -1,8 +1,6 @@
 //! `pgrs`: the project's CLI for everything that needs libtorch. Users normally reach it through `cargo xtask …`,
 //! which installs libtorch first and then builds and runs this binary.
-mod bench;
 mod caption;
-mod device;
 mod doctor;
 mod eval_cmd;
 mod plan_cmd;

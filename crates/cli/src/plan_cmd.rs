@@ -46,7 +46,7 @@ pub fn run_plan(args: &PlanArgs) -> Result<i32> {
         }
         (None, _) => bail!("give --architecture pt-224|pt-448|pt-896 for this model source"),
     };
-    let kind = weights::DType::parse(&cfg.model.dtype)?.kind();
+    let kind = cfg.model.dtype.kind();
     let (mut base_params, mut base_bytes, mut trainable, extra, mut vision_trainable) =
         memory::analytic_sizes(&cfg, &pcfg, kind);
     if let (ModelSource::Custom, Some(c)) = (cfg.model.source, &cfg.model.custom) {
@@ -80,7 +80,7 @@ pub fn run_plan(args: &PlanArgs) -> Result<i32> {
         supervised_tokens: cfg.train.batch_size * (args.text_len + 1),
         checkpointing: cfg.model.gradient_checkpointing,
         vision_trainable,
-        optimizer_slots: trainer::train::optimizer_slots(&cfg),
+        optimizer_slots: trainer::session::optimizer_slots(&cfg),
     });
     println!(
         "{}: {} params, {} trainable ({:.3}%), batch {}, {} tokens per sequence, base {}",

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+#[path = "../../trainer/tests/common/temp_dirs.rs"]
+mod temp_dirs;
+use temp_dirs::temp_dir;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -13,7 +17,7 @@ fn root() -> PathBuf {
 fn synth() -> PathBuf {
     static DATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pg-resume-synth-{}", std::process::id()));
+        let dir = temp_dir("pg-resume-synth");
         rsicd_data::synth::generate(&dir, 40, 0, 32).unwrap();
         dir.join("dataset_synth.json")
     })
@@ -24,7 +28,7 @@ fn synth() -> PathBuf {
 fn straight_run() -> PathBuf {
     static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
-        let runs = std::env::temp_dir().join(format!("pg-resume-straight-{}", std::process::id()));
+        let runs = temp_dir("pg-resume-straight");
         let _ = std::fs::remove_dir_all(&runs);
         let out = train(&runs, &synth(), &[]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -123,7 +127,7 @@ fn bytes(run: &Path, step: usize, file: &str) -> Vec<u8> {
 #[test]
 fn sigkill_then_resume_equals_a_straight_run() {
     let data = synth();
-    let tmp = std::env::temp_dir().join(format!("pg-resume-{}", std::process::id()));
+    let tmp = temp_dir("pg-resume");
     let _ = std::fs::remove_dir_all(&tmp);
     let killed = tmp.join("killed");
     let mut child = train(&killed, &data, &[]).spawn().unwrap();
@@ -165,7 +169,7 @@ fn sigkill_then_resume_equals_a_straight_run() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let data = synth();
-    let runs = std::env::temp_dir().join(format!("pg-sigint-{}", std::process::id()));
+    let runs = temp_dir("pg-sigint");
     let _ = std::fs::remove_dir_all(&runs);
     let mut child = train(
         &runs,
@@ -191,7 +195,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
 #[test]
 fn sigterm_checkpoints_and_resume_equals_a_straight_run() {
     let data = synth();
-    let runs = std::env::temp_dir().join(format!("pg-sigterm-{}", std::process::id()));
+    let runs = temp_dir("pg-sigterm");
     let _ = std::fs::remove_dir_all(&runs);
     // checkpoint_every stays 4 (the straight run's), so the resumed run writes the same files
     let mut child = train(&runs, &data, &[]).spawn().unwrap();
@@ -232,7 +236,7 @@ fn sigterm_checkpoints_and_resume_equals_a_straight_run() {
 #[test]
 fn sighup_stops_cleanly_and_a_second_signal_stops_at_once() {
     let data = synth();
-    let runs = std::env::temp_dir().join(format!("pg-sighup-{}", std::process::id()));
+    let runs = temp_dir("pg-sighup");
     let _ = std::fs::remove_dir_all(&runs);
     let long = ["--set", "train.checkpoint_every=1000", "--set", "train.steps=100000"];
     let mut child = train(&runs, &data, &long).spawn().unwrap();
@@ -281,7 +285,7 @@ fn sighup_stops_cleanly_and_a_second_signal_stops_at_once() {
 #[test]
 fn all_checkpoints_damaged_restart_keeps_new_checkpoints_and_one_log() {
     let data = synth();
-    let runs = std::env::temp_dir().join(format!("pg-damaged-{}", std::process::id()));
+    let runs = temp_dir("pg-damaged");
     let _ = std::fs::remove_dir_all(&runs);
     let out = train(&runs, &data, &["--set", "train.steps=8", "--set", "train.keep_checkpoints=2"])
         .output()
@@ -342,7 +346,7 @@ fn all_checkpoints_damaged_restart_keeps_new_checkpoints_and_one_log() {
 #[test]
 fn resume_with_a_changed_config_names_the_keys() {
     let data = synth();
-    let runs = std::env::temp_dir().join(format!("pg-changed-{}", std::process::id()));
+    let runs = temp_dir("pg-changed");
     let _ = std::fs::remove_dir_all(&runs);
     let out = train(&runs, &data, &["--set", "train.steps=4"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -363,7 +367,7 @@ fn resume_with_a_changed_config_names_the_keys() {
 /// mid-run checkpoints the completed steps first, then stops naming the file.
 #[test]
 fn unreadable_images_are_found_before_training_and_mid_run_errors_checkpoint_first() {
-    let dir = std::env::temp_dir().join(format!("pg-badimg-{}", std::process::id()));
+    let dir = temp_dir("pg-badimg");
     let _ = std::fs::remove_dir_all(&dir);
     rsicd_data::synth::generate(&dir.join("data"), 40, 1, 32).unwrap();
     let data = dir.join("data/dataset_synth.json");

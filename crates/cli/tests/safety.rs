@@ -215,3 +215,58 @@ fn non_finite_or_out_of_range_config_values_name_the_key() {
         }
     }
 }
+
+/// An error says each cause once: no OS error twice, no message segment repeated right after itself (issue 9,
+/// item 12: "entity not found: entity not found").
+fn says_each_cause_once(err: &str) -> bool {
+    let segments: Vec<&str> = err.split(": ").map(str::trim).collect();
+    !segments.windows(2).any(|w| w[0] == w[1])
+        && (1..200).all(|n| err.matches(&format!("(os error {n})")).count() <= 1)
+}
+
+#[test]
+fn error_messages_say_each_cause_once() {
+    let tmp = Tmp::new("messages");
+    let file = tmp.0.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let file_as_dir = file.join("runs");
+    rsicd_data::synth::generate(&tmp.0.join("data"), 10, 0, 32).unwrap();
+    let data = tmp.0.join("data/dataset_synth.json");
+    let cases: Vec<Vec<String>> = vec![
+        vec!["train".into(), "--config".into(), "/nonexistent/exp.toml".into()],
+        vec!["train".into(), "--resume".into(), "/nonexistent/run".into()],
+        vec![
+            "caption".into(),
+            "--model".into(),
+            "/nonexistent/model".into(),
+            "--image".into(),
+            "data/fixtures/sample.png".into(),
+        ],
+        vec![
+            "eval".into(),
+            "--model".into(),
+            "data/fixtures/mqa".into(),
+            "--dataset".into(),
+            "/nonexistent/dataset.json".into(),
+        ],
+        // a runs directory that cannot be created (a file is in the way: os error 20)
+        vec![
+            "train".into(),
+            "--config".into(),
+            "experiments/demo.toml".into(),
+            "--runs-dir".into(),
+            file_as_dir.display().to_string(),
+            "--set".into(),
+            format!("data.path=\"{}\"", data.display()),
+            "--set".into(),
+            "model.scratch.image_size=32".into(),
+        ],
+    ];
+    for args in cases {
+        let out = pgrs(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {err}");
+        assert!(says_each_cause_once(&err), "{args:?} repeats itself:\n{err}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Gemma self-attention: multi-query / grouped-query (`num_key_value_heads` <= `num_attention_heads`), RoPE on q and
 //! k, scale `head_dim^-0.5`, explicit boolean mask, optional KV cache.
 use crate::{GemmaConfig, LayerKv, Rope};
-use lora::Linear;
+use layers::Linear;
 use tch::{nn, Tensor};
 use weights::ParamInit;
 

@@ -1,7 +1,7 @@
 //! `GemmaConfig` with HF `config.json` names. Serde defaults are transformers' `GemmaConfig` defaults (Gemma-7B),
 //! so a config that omits a field means what it means to transformers; `paligemma_2b()` gives PaliGemma's LM.
 use crate::GemmaError;
-use lora::Activation;
+use layers::Activation;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

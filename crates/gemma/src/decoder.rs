@@ -1,6 +1,7 @@
 //! One decoder layer: `h += attn(norm_in(h)); h += mlp(norm_post(h))` (HF `post_attention_layernorm` is the pre-MLP
 //! norm, big_vision's `pre_ffw_norm`).
 use crate::{Attention, GemmaConfig, LayerKv, Mlp, RmsNorm};
+use layers::Linear;
 use tch::{nn, Tensor};
 use weights::ParamInit;
 
@@ -14,18 +15,22 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     pub fn new(path: nn::Path, cfg: &GemmaConfig, init: ParamInit) -> Self {
-        let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let norm =
+            |name: &str| RmsNorm::new(path.sub(name), cfg.hidden_size, cfg.rms_norm_eps, init);
         Self {
-            input_layernorm: RmsNorm::new(path.sub("input_layernorm"), d, eps, init),
+            input_layernorm: norm("input_layernorm"),
             self_attn: Attention::new(path.sub("self_attn"), cfg, init),
-            post_attention_layernorm: RmsNorm::new(
-                path.sub("post_attention_layernorm"),
-                d,
-                eps,
-                init,
-            ),
+            post_attention_layernorm: norm("post_attention_layernorm"),
             mlp: Mlp::new(path.sub("mlp"), cfg, init),
         }
+    }
+
+    /// Each linear module with its name from `Gemma::LINEAR_MODULES`.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut Linear)> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        let all = [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj];
+        let all = all.into_iter().chain([&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
+        crate::Gemma::LINEAR_MODULES.into_iter().zip(all)
     }
 
     pub fn forward_t(

@@ -3,7 +3,7 @@
 //! output head tied to the embedding table (no soft-capping in Gemma 1).
 //!
 //! Follows transformers 5.23 `models/gemma/modeling_gemma.py` and big_vision `models/ppp/gemma.py`; see
-//! `paligemma-architecture.md` sections 2.4, 2.7-2.9.
+//! the Gemma report (arXiv:2403.08295).
 mod attention;
 mod cache;
 mod config;

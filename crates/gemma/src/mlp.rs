@@ -1,6 +1,6 @@
 //! GeGLU feed-forward: `down(act(gate(x)) * up(x))`, no biases.
 use crate::GemmaConfig;
-use lora::{Activation, Linear};
+use layers::{Activation, Linear};
 use tch::{nn, Tensor};
 use weights::ParamInit;
 

@@ -52,8 +52,25 @@ impl Gemma {
             * self.embed_scale()
     }
 
-    /// Runs the decoder on input embeddings `xs [B, L, D]`. `ar`/`valid` `[B, T]` describe the whole sequence
-    /// including what the cache already holds (see `attention_mask`); returns the final-normed hidden states.
+    /// What every layer of a pass over `xs [B, L, D]` (the last L positions) shares: the mask and the RoPE tables.
+    /// `ar`/`valid` `[B, T]` describe the whole sequence including what the cache already holds (`attention_mask`).
+    pub fn prepare(&self, xs: &Tensor, ar: &Tensor, valid: &Tensor) -> (Tensor, (Tensor, Tensor)) {
+        let q_len = xs.size()[1];
+        let rope = self.rope.tables(&positions(valid, q_len), xs.kind());
+        (attention_mask(ar, valid, q_len), rope)
+    }
+
+    /// The final norm, applied to the last layer's output.
+    pub fn finish(&self, hidden: &Tensor) -> Tensor {
+        self.norm.forward(hidden)
+    }
+
+    /// The linear modules of each layer, relative to `layers.N` (LoRA targets), in `DecoderLayer::linears_mut` order.
+    #[rustfmt::skip]
+    pub const LINEAR_MODULES: [&str; 7] = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+
+    /// Runs the decoder (`prepare`, the layers, `finish`) on input embeddings `xs [B, L, D]`.
     pub fn forward_embeds(
         &self,
         xs: &Tensor,
@@ -62,16 +79,13 @@ impl Gemma {
         mut cache: Option<&mut KvCache>,
         train: bool,
     ) -> Tensor {
-        let q_len = xs.size()[1];
-        let mask = attention_mask(ar, valid, q_len);
-        let pos = positions(valid, q_len);
-        let rope = self.rope.tables(&pos, xs.kind());
+        let (mask, rope) = self.prepare(xs, ar, valid);
         let mut h = xs.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             h = layer.forward_t(&h, &rope, &mask, layer_cache, train);
         }
-        self.norm.forward(&h)
+        self.finish(&h)
     }
 
     /// Tied output head: `h E^T`, in the embedding table's dtype (callers upcast for the loss).
@@ -115,10 +129,7 @@ impl GemmaForCausalLM {
     ) -> Result<(nn::VarStore, Self), GemmaError> {
         let cfg = GemmaConfig::from_file(&dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
-        let kind = match dtype {
-            Some(d) => d.kind(),
-            None => ckpt.float_kind()?,
-        };
+        let kind = dtype.map_or_else(|| ckpt.float_kind(), |d| Ok(d.kind()))?;
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
         let lm = Self::new(vs.root(), &cfg, ParamInit::Empty)?;

@@ -6,9 +6,11 @@
 //! to the adapter dtype and the update back to the activation dtype, as peft does.
 mod activation;
 mod linear;
+mod lora;
 
 pub use activation::Activation;
-pub use linear::{Linear, LoraConfig};
+pub use linear::Linear;
+pub use lora::LoraConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {

@@ -1,53 +1,10 @@
-//! `Linear`: `x W^T + b` with an optional LoRA adapter that can be merged into `W` and taken out again.
+//! `Linear`: `x W^T + b` with an optional LoRA adapter (`crate::lora`) that can be merged into `W` and taken out
+//! again.
+use crate::lora::{Adapter, LoraConfig};
 use crate::LoraError;
-use tch::nn::{self, Init};
+use tch::nn;
 use tch::{Kind, Tensor};
 use weights::ParamInit;
-
-/// LoRA hyper-parameters, with peft's names.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LoraConfig {
-    pub r: i64,
-    pub lora_alpha: f64,
-    #[serde(default)]
-    pub lora_dropout: f64,
-    #[serde(default)]
-    pub use_rslora: bool,
-}
-
-impl LoraConfig {
-    pub fn scaling(&self) -> f64 {
-        if self.use_rslora {
-            self.lora_alpha / (self.r as f64).sqrt()
-        } else {
-            self.lora_alpha / self.r as f64
-        }
-    }
-
-    fn validate(&self) -> Result<(), LoraError> {
-        if self.r <= 0 {
-            return Err(LoraError::Config(format!("r must be positive, got {}", self.r)));
-        }
-        if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(LoraError::Config(format!(
-                "lora_dropout must be in [0, 1), got {}",
-                self.lora_dropout
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct Adapter {
-    /// `[r, in]`, peft's `lora_A.weight`.
-    a: Tensor,
-    /// `[out, r]`, peft's `lora_B.weight`.
-    b: Tensor,
-    scaling: f64,
-    dropout: f64,
-    merged: bool,
-}
 
 #[derive(Debug)]
 pub struct Linear {
@@ -76,35 +33,13 @@ impl Linear {
     /// trainable `VarStore`, so the frozen base and the adapter are saved and optimised independently). The adapter
     /// is f32 whatever the base dtype.
     pub fn add_lora(&mut self, path: nn::Path, cfg: &LoraConfig) -> Result<(), LoraError> {
-        cfg.validate()?;
         if self.adapter.is_some() {
             return Err(LoraError::AlreadyAdapted(format!(
                 "{:?}",
                 path.components().collect::<Vec<_>>()
             )));
         }
-        if path.kind() != Kind::Float {
-            return Err(LoraError::Config(format!(
-                "adapters are trained in f32, but their VarStore is {:?}",
-                path.kind()
-            )));
-        }
-        let (out_dim, in_dim) = (self.out_dim(), self.in_dim());
-        // kaiming_uniform_(a=sqrt(5)) on [r, in]: bound = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + 5)).
-        let bound = (1.0 / 3.0f64).sqrt() * (3.0 / in_dim as f64).sqrt();
-        let a = path.sub("lora_A").var(
-            "weight",
-            &[cfg.r, in_dim],
-            Init::Uniform { lo: -bound, up: bound },
-        );
-        let b = path.sub("lora_B").var("weight", &[out_dim, cfg.r], Init::Const(0.0));
-        self.adapter = Some(Adapter {
-            a,
-            b,
-            scaling: cfg.scaling(),
-            dropout: cfg.lora_dropout,
-            merged: false,
-        });
+        self.adapter = Some(Adapter::new(path, cfg, self.in_dim(), self.out_dim())?);
         Ok(())
     }
 
@@ -136,12 +71,7 @@ impl Linear {
             xs.to_kind(self.weight.kind()).linear(&self.weight, bias.as_ref()).to_kind(xs.kind())
         };
         match &self.adapter {
-            Some(ad) if !ad.merged => {
-                let x32 = xs.to_kind(ad.a.kind()).dropout(ad.dropout, train);
-                let update =
-                    x32.linear::<Tensor>(&ad.a, None).linear::<Tensor>(&ad.b, None) * ad.scaling;
-                ys + update.to_kind(xs.kind())
-            }
+            Some(ad) if !ad.merged => ys + ad.update(xs, train),
             _ => ys,
         }
     }
@@ -176,9 +106,6 @@ impl Linear {
     }
 
     fn delta(&self, what: &'static str) -> Result<Tensor, LoraError> {
-        let ad = self.adapter.as_ref().ok_or(LoraError::NoAdapter(what))?;
-        Ok(tch::no_grad(|| {
-            ad.b.to_kind(Kind::Float).matmul(&ad.a.to_kind(Kind::Float)) * ad.scaling
-        }))
+        Ok(self.adapter.as_ref().ok_or(LoraError::NoAdapter(what))?.delta())
     }
 }

@@ -1,6 +1,6 @@
 //! The LoRA layer: at initialisation it equals the base layer, merged equals unmerged, unmerge restores the base,
 //! and the update is `B A x * alpha / r` computed by hand.
-use lora::{Linear, LoraConfig};
+use layers::{Linear, LoraConfig};
 use tch::{nn, Device, Kind, Tensor};
 use weights::ParamInit;
 

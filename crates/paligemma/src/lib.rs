@@ -9,7 +9,7 @@
 //! - `tokenizer`: the HF `tokenizer.json`, checked against the config.
 //!
 //! Follows transformers 5.23 `models/paligemma/modeling_paligemma.py` and `processing_paligemma.py`, and big_vision
-//! `models/proj/paligemma/paligemma.py`; `paligemma-architecture.md` has the math.
+//! `models/proj/paligemma/paligemma.py`; docs/architecture.md has the attention and precision rules.
 mod config;
 mod error;
 pub mod generate;
@@ -26,7 +26,7 @@ pub use error::PaliGemmaError;
 pub use generate::{generate, generate_profiled, GenerationConfig};
 pub use load::{load, LoadOptions, Loaded};
 pub use model::{LossOutput, LossReduction, PaliGemma};
-pub use segment::Segment;
+pub use segment::{ar_valid, Segment};
 pub use sequence::{collate, Batch, PadSide, Sequence, SequenceLayout, SoftPromptPlacement};
 pub use tokenizer::PaliGemmaTokenizer;
 

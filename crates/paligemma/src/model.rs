@@ -10,7 +10,7 @@ use crate::segment::ar_valid;
 use crate::sequence::IGNORE;
 use crate::{Batch, PaliGemmaConfig, PaliGemmaError, Result, Segment};
 use gemma::{Gemma, KvCache};
-use lora::Linear;
+use layers::Linear;
 use projector::{Projector, ProjectorConfig};
 use siglip::SiglipVisionModel;
 use tch::{nn, Kind, Reduction, Tensor};
@@ -80,13 +80,7 @@ impl PaliGemma {
         let mut out: Vec<(String, &mut Linear)> = Vec::new();
         let v = format!("{}.{}.encoder.layers", VISION[0], VISION[1]);
         for (i, l) in self.vision_tower.encoder.layers.iter_mut().enumerate() {
-            let a = &mut l.self_attn;
-            out.push((format!("{v}.{i}.self_attn.q_proj"), &mut a.q_proj));
-            out.push((format!("{v}.{i}.self_attn.k_proj"), &mut a.k_proj));
-            out.push((format!("{v}.{i}.self_attn.v_proj"), &mut a.v_proj));
-            out.push((format!("{v}.{i}.self_attn.out_proj"), &mut a.out_proj));
-            out.push((format!("{v}.{i}.mlp.fc1"), &mut l.mlp.fc1));
-            out.push((format!("{v}.{i}.mlp.fc2"), &mut l.mlp.fc2));
+            out.extend(l.linears_mut().map(|(n, lin)| (format!("{v}.{i}.{n}"), lin)));
         }
         match &mut self.multi_modal_projector {
             Projector::Linear { linear } => out.push((format!("{PROJECTOR}.linear"), linear)),
@@ -97,14 +91,7 @@ impl PaliGemma {
         }
         let t = format!("{}.{}.layers", LANGUAGE[0], LANGUAGE[1]);
         for (i, l) in self.language_model.layers.iter_mut().enumerate() {
-            let a = &mut l.self_attn;
-            out.push((format!("{t}.{i}.self_attn.q_proj"), &mut a.q_proj));
-            out.push((format!("{t}.{i}.self_attn.k_proj"), &mut a.k_proj));
-            out.push((format!("{t}.{i}.self_attn.v_proj"), &mut a.v_proj));
-            out.push((format!("{t}.{i}.self_attn.o_proj"), &mut a.o_proj));
-            out.push((format!("{t}.{i}.mlp.gate_proj"), &mut l.mlp.gate_proj));
-            out.push((format!("{t}.{i}.mlp.up_proj"), &mut l.mlp.up_proj));
-            out.push((format!("{t}.{i}.mlp.down_proj"), &mut l.mlp.down_proj));
+            out.extend(l.linears_mut().map(|(n, lin)| (format!("{t}.{i}.{n}"), lin)));
         }
         out
     }
@@ -115,8 +102,12 @@ impl PaliGemma {
 
     /// `pixel_values [B, 3, H, W]` -> projected image features `[B, N, D_text]` in the LM dtype.
     pub fn image_features_t(&self, pixel_values: &Tensor, train: bool) -> Tensor {
-        let z = self.vision_tower.forward_t(pixel_values, train);
-        self.multi_modal_projector.forward_t(&z, train).to_kind(self.kind())
+        self.project_t(&self.vision_tower.forward_t(pixel_values, train), train)
+    }
+
+    /// The vision tower's output `[B, N, D_vision]` -> image features `[B, N, D_text]` in the LM dtype.
+    pub fn project_t(&self, vision_out: &Tensor, train: bool) -> Tensor {
+        self.multi_modal_projector.forward_t(vision_out, train).to_kind(self.kind())
     }
 
     pub fn image_features(&self, pixel_values: &Tensor) -> Tensor {
@@ -133,27 +124,12 @@ impl PaliGemma {
         soft_prompt: Option<&Tensor>,
     ) -> Tensor {
         let mut xs = self.language_model.embed(ids);
-        let (b, _, d) = xs.size3().expect("[B, L, D]");
         if let Some(feats) = image_features {
-            xs = scatter_slots(
-                &xs,
-                segments,
-                Segment::Image,
-                &feats.to_kind(xs.kind()).reshape([-1, d]),
-            );
+            xs = scatter_slots(&xs, segments, Segment::Image, feats);
         }
         if let Some(soft) = soft_prompt {
-            let soft = if soft.dim() == 2 {
-                soft.unsqueeze(0).expand([b, -1, -1], false)
-            } else {
-                soft.shallow_clone()
-            };
-            xs = scatter_slots(
-                &xs,
-                segments,
-                Segment::SoftPrompt,
-                &soft.to_kind(xs.kind()).reshape([-1, d]),
-            );
+            let soft = soft.expand([xs.size()[0], -1, -1], false);
+            xs = scatter_slots(&xs, segments, Segment::SoftPrompt, &soft);
         }
         xs
     }
@@ -249,8 +225,10 @@ impl PaliGemma {
     }
 }
 
-/// Writes `values [n, D]` (in order) into the positions of `xs [B, L, D]` whose segment is `seg`.
+/// Writes `values [.., D]` (in order, cast to the dtype of `xs`) into the positions of `xs [B, L, D]` whose segment
+/// is `seg`.
 fn scatter_slots(xs: &Tensor, segments: &Tensor, seg: Segment, values: &Tensor) -> Tensor {
+    let values = values.to_kind(xs.kind()).reshape([-1, xs.size()[2]]);
     let mask = segments.eq(seg.id());
     let slots = i64::try_from(mask.sum(Kind::Int64)).expect("scalar");
     assert_eq!(
@@ -259,5 +237,5 @@ fn scatter_slots(xs: &Tensor, segments: &Tensor, seg: Segment, values: &Tensor) 
         "{seg:?} slots in the batch ({slots}) != vectors to place ({}); image features and image tokens must match",
         values.size()[0]
     );
-    xs.masked_scatter(&mask.unsqueeze(-1).expand_as(xs), values)
+    xs.masked_scatter(&mask.unsqueeze(-1).expand_as(xs), &values)
 }

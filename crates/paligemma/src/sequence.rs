@@ -68,6 +68,20 @@ impl SequenceLayout {
         }
     }
 
+    /// The layout of a model: its image-token count and the tokenizer's special ids (no soft prompt, no length cap).
+    pub fn for_model(
+        config: &crate::PaliGemmaConfig,
+        tokenizer: &crate::PaliGemmaTokenizer,
+    ) -> Self {
+        Self::new(
+            config.num_image_tokens() as usize,
+            tokenizer.image_id,
+            tokenizer.bos_id,
+            tokenizer.eos_id,
+            tokenizer.pad_id,
+        )
+    }
+
     /// `prefix` and `sep` (the tokenized `"\n"`) are token ids without special tokens; `suffix: None` builds a
     /// generation prompt (ends with the separator).
     pub fn build(&self, prefix: &[i64], sep: &[i64], suffix: Option<&[i64]>) -> Result<Sequence> {

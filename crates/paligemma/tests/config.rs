@@ -60,8 +60,7 @@ fn transformers_5_configs_parse() {
 
 #[test]
 fn bad_configs_name_the_problem() {
-    let dir = std::env::temp_dir().join(format!("pg-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("pg-config");
     let path = dir.join("config.json");
     let cases = [
         (
@@ -103,6 +102,6 @@ fn parameter_shapes_equal_the_built_model_and_the_published_count() {
         planned.sort();
         assert_eq!(built, planned, "{name}");
     }
-    // paligemma-architecture.md 1.5: 2,923,466,480 parameters with HF's 257,216-row vocabulary
+    // google/paligemma-3b-pt-224 on the hub: 2,923,466,480 parameters with HF's 257,216-row vocabulary
     assert_eq!(PaliGemmaConfig::paligemma_3b_pt_224().num_parameters(), 2_923_466_480);
 }

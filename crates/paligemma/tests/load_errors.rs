@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pg-load-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir(&format!("pg-load-{name}"));
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(fixtures().join("mqa-hub").join(f), dir.join(f)).unwrap();
     }

@@ -1,4 +1,4 @@
-//! Properties of the prefix-LM attention that any correct implementation has (user-pitfalls items 1 and 8):
+//! Properties of the prefix-LM attention that any correct implementation has:
 //! suffix tokens never see the future, prefix tokens see the whole prefix in both directions, padding changes
 //! nothing, and the loss only counts suffix + `<eos>`. Run on the tiny `mqa` fixture.
 mod common;

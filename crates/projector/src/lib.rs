@@ -5,7 +5,7 @@
 //!   (transformers 5.23 `PaliGemmaMultiModalProjector`, big_vision `img/head`).
 //! - `Mlp`: `fc2(act(fc1(x)))`, the LLaVA-1.5-style two-layer projector for composing a standalone SigLIP with a
 //!   standalone Gemma, where a single linear map trained from scratch is often too weak.
-use lora::{Activation, Linear};
+use layers::{Activation, Linear};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 use weights::ParamInit;
@@ -40,6 +40,9 @@ pub enum Projector {
 }
 
 impl Projector {
+    /// The names of its linear modules (`linear`, or `fc1` and `fc2` for the MLP), for adapters and planners.
+    pub const LINEAR_MODULES: [&'static str; 3] = ["linear", "fc1", "fc2"];
+
     pub fn new(path: nn::Path, cfg: &ProjectorConfig, init: ParamInit) -> Self {
         match *cfg {
             ProjectorConfig::Linear { in_dim, out_dim } => Self::Linear {

@@ -243,7 +243,7 @@ pub fn compare(
             runs_html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{link}</td></tr>",
             escape(label),
-            escape(&run.info.strategy.as_deref().map_or_else(|| "unknown".into(), strategy_name)),
+            escape(&strategy_name(run)),
             escape(&or_unknown(&run.info.model)),
             escape(&or_unknown(&run.info.dataset)),
             escape(&params(run)),

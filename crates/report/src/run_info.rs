@@ -12,6 +12,8 @@ pub struct RunInfo {
     pub name: Option<String>,
     /// `hard_prompt`, `lora`, `soft_prompt`, `hybrid` or `custom`.
     pub strategy: Option<String>,
+    /// How the trainer describes what trains ("LoRA, r 8, alpha 16").
+    pub strategy_label: Option<String>,
     pub model: Option<String>,
     pub dataset: Option<String>,
     /// Where the evaluated images live; gallery thumbnails are read from `<image_root>/<image_id>`.

@@ -73,16 +73,13 @@ pub(crate) fn textless_note(textless: &[(String, String)]) -> Option<String> {
     ))
 }
 
-/// Human names of the strategies of run.json.
-pub(crate) fn strategy_name(s: &str) -> String {
-    match s {
-        "hard_prompt" => "hard prompt".into(),
-        "lora" => "LoRA".into(),
-        "soft_prompt" => "soft prompt".into(),
-        "hybrid" => "hybrid (hard prefix + soft prompt)".into(),
-        "custom" => "custom (SigLIP + projector + Gemma)".into(),
-        other => other.into(),
-    }
+/// The strategy as the trainer describes it in run.json (`strategy_label`; the bare name for older runs).
+pub(crate) fn strategy_name(run: &Run) -> String {
+    run.info
+        .strategy_label
+        .clone()
+        .or_else(|| run.info.strategy.clone())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub(crate) fn or_unknown(v: &Option<String>) -> String {
@@ -147,7 +144,7 @@ fn body(
     );
 
     let mut items: Vec<(&str, String)> = vec![
-        ("Strategy", run.info.strategy.as_deref().map_or_else(|| "unknown".into(), strategy_name)),
+        ("Strategy", strategy_name(run)),
         ("Model", or_unknown(&run.info.model)),
         ("Dataset", or_unknown(&run.info.dataset)),
         (

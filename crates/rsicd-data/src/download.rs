@@ -5,7 +5,7 @@
 //! so a crash or Ctrl-C can always be resumed.
 //!
 //! [`SOURCES`] is the one reviewed table of known datasets. Sizes and checksums are given where they are known;
-//! where not, the download prints the SHA-256 it got so it can be pinned (user-pitfalls 16: RSICD's official
+//! where not, the download prints the SHA-256 it got so it can be pinned (RSICD's official
 //! copies live on drives that vanish, so every source here is a public mirror; a local copy is always accepted).
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

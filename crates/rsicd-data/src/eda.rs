@@ -1,5 +1,5 @@
 //! Exploratory statistics of a captioning dataset (`cargo xtask eda` renders them as `stats.json`, plots and
-//! `report.html`). The seed project's EDA (seed-project.md section 2) counted lengths and vocabulary; this also
+//! `report.html`). Beyond caption lengths and vocabulary, this also
 //! measures what decides training: token lengths, duplicate references, n-gram diversity, image properties.
 //! Every present image is checked without decoding (format, dimensions, size limit, complete data: see
 //! `decode::probe_file`) and the failures are reported as unreadable; statistics come from a decoded sample

@@ -1,6 +1,6 @@
 //! Dataset validation, run by `cargo xtask validate` and before training.
 //!
-//! Problems found (user-pitfalls 16, 17, 20): missing or unreadable images (truncated, corrupt, oversized:
+//! Problems found: missing or unreadable images (truncated, corrupt, oversized:
 //! decoded in full, or with `decode_images: false` probed for structure only), duplicate filenames, images with no
 //! captions, empty captions (nothing but spaces and punctuation: RSICD has three `" ."`), captions holding PaliGemma special tokens (`<image>`, `<bos>`,
 //! `<loc0001>`, `<seg042>`, … which would corrupt the sequence layout), unknown splits, images with fewer than

@@ -1,6 +1,6 @@
 //! Multi-head self-attention with biased q/k/v/out projections and no mask.
 use crate::SiglipVisionConfig;
-use lora::Linear;
+use layers::Linear;
 use tch::{nn, Tensor};
 use weights::ParamInit;
 

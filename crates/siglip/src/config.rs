@@ -1,7 +1,7 @@
 //! `SiglipVisionConfig` with HF `config.json` field names; serde defaults are transformers' own defaults (the
 //! SigLIP-base values), so a config that omits a field means what it means to transformers.
 use crate::SiglipError;
-use lora::Activation;
+use layers::Activation;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! Pre-LN transformer encoder: `x += attn(LN1(x)); x += mlp(LN2(x))` per layer.
 use crate::{Attention, LayerNorm, Mlp, SiglipVisionConfig};
+use layers::Linear;
 use tch::{nn, Tensor};
 use weights::ParamInit;
 
@@ -20,6 +21,14 @@ impl EncoderLayer {
             layer_norm2: LayerNorm::new(path.sub("layer_norm2"), cfg.hidden_size, eps, init),
             mlp: Mlp::new(path.sub("mlp"), cfg, init),
         }
+    }
+
+    /// Each linear module with its name from `SiglipVisionModel::LINEAR_MODULES`.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut Linear)> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        let all =
+            [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.out_proj, &mut m.fc1, &mut m.fc2];
+        crate::SiglipVisionModel::LINEAR_MODULES.into_iter().zip(all)
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {

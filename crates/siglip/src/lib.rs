@@ -3,7 +3,7 @@
 //! `[batch, num_patches, hidden]`.
 //!
 //! Follows transformers 5.23 `models/siglip/modeling_siglip.py` (`SiglipVisionTransformer`) and big_vision
-//! `models/vit.py` (`pool_type="none"`); see `paligemma-architecture.md` section 2.2 for the exact math.
+//! `models/vit.py` (`pool_type="none"`); the SigLIP paper (arXiv:2303.15343) for the model.
 mod attention;
 mod config;
 mod embeddings;

@@ -1,6 +1,6 @@
 //! The encoder MLP: fc1 -> activation (gelu-tanh) -> fc2, both with bias.
 use crate::SiglipVisionConfig;
-use lora::{Activation, Linear};
+use layers::{Activation, Linear};
 use tch::{nn, Tensor};
 use weights::ParamInit;
 

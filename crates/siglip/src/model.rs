@@ -20,15 +20,11 @@ impl SiglipVisionModel {
         init: ParamInit,
     ) -> Result<Self, SiglipError> {
         cfg.validate()?;
+        let d = cfg.hidden_size;
         Ok(Self {
             embeddings: Embeddings::new(path.sub("embeddings"), cfg, init),
             encoder: Encoder::new(path.sub("encoder"), cfg, init),
-            post_layernorm: LayerNorm::new(
-                path.sub("post_layernorm"),
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-                init,
-            ),
+            post_layernorm: LayerNorm::new(path.sub("post_layernorm"), d, cfg.layer_norm_eps, init),
             config: cfg.clone(),
         })
     }
@@ -39,9 +35,24 @@ impl SiglipVisionModel {
     }
 
     pub fn forward_t(&self, pixel_values: &Tensor, train: bool) -> Tensor {
-        let xs = self.embeddings.forward(pixel_values);
-        self.post_layernorm.forward(&self.encoder.forward_t(&xs, train))
+        self.finish(&self.encoder.forward_t(&self.embed(pixel_values), train))
     }
+
+    /// The patch + position embeddings, the input of the first layer.
+    pub fn embed(&self, pixel_values: &Tensor) -> Tensor {
+        self.embeddings.forward(pixel_values)
+    }
+
+    /// The post LayerNorm, applied to the last layer's output.
+    pub fn finish(&self, hidden: &Tensor) -> Tensor {
+        self.post_layernorm.forward(hidden)
+    }
+
+    /// The linear modules of each layer, relative to `encoder.layers.N` (LoRA targets), in
+    /// `EncoderLayer::linears_mut` order.
+    #[rustfmt::skip]
+    pub const LINEAR_MODULES: [&str; 6] = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj", "mlp.fc1", "mlp.fc2"];
 
     /// Loads a standalone SigLIP directory (`config.json` + safetensors) saved from `SiglipModel` (its text tower,
     /// logit scale/bias and pooling head are ignored) or `SiglipVisionModel`. `dtype: None` keeps the stored one.
@@ -52,10 +63,7 @@ impl SiglipVisionModel {
     ) -> Result<(nn::VarStore, Self), SiglipError> {
         let cfg = SiglipConfig::vision_from_file(&dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
-        let kind = match dtype {
-            Some(d) => d.kind(),
-            None => ckpt.float_kind()?,
-        };
+        let kind = dtype.map_or_else(|| ckpt.float_kind(), |d| Ok(d.kind()))?;
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
         let model = Self::new(vs.root(), &cfg, ParamInit::Empty)?;

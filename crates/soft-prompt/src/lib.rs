@@ -1,7 +1,7 @@
 //! Learnable soft prompts for PaliGemma: N vectors of the decoder's width injected into the input embeddings, inside
 //! the bidirectional prefix (after the image tokens, or after the text prefix), so every image and prefix token
-//! attends to them and they attend to the image (prompt tuning, Lester et al. 2021, placed as user-pitfalls item 25
-//! recommends; peft's `PromptTuningConfig` puts virtual tokens before everything, which is not where a VLM prefix is).
+//! attends to them and they attend to the image (prompt tuning, Lester et al. 2021, arXiv:2104.08691, placed inside the
+//! prefix; peft's `PromptTuningConfig` puts virtual tokens before everything, which is not where a VLM prefix is).
 //!
 //! The vectors live in their own f32 `VarStore` and are written into the `SoftPrompt` slots of the sequence built by
 //! `paligemma::SequenceLayout` (its `soft_prompt` field), by `PaliGemma::embed`. They replace embeddings *after* the

@@ -294,3 +294,38 @@ fn the_pixel_limit_is_explained_and_can_be_raised() {
     assert_eq!(code, 1);
     assert!(out.contains("PALIGEMMA_MAX_IMAGE_PIXELS=\"lots\" is not a whole number"), "{out}");
 }
+
+/// An error says each cause once: no OS error twice, no message segment repeated right after itself (issue 9,
+/// item 12: "entity not found: entity not found", os errors 2 and 17 printed twice).
+#[test]
+fn error_messages_say_each_cause_once() {
+    let dir = tmp("messages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let file = file.display().to_string();
+    let under_file = format!("{file}/out");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["validate", "--dataset", "/nonexistent/dataset.json"],
+        vec!["eda", "--dataset", "/nonexistent/dataset.json", "--out", &under_file],
+        vec!["synth", "--out", &file, "--n", "2"],
+        vec!["synth", "--out", &under_file, "--n", "2"],
+        vec![
+            "score",
+            "--predictions",
+            "/nonexistent/p.json",
+            "--references",
+            "/nonexistent/r.json",
+        ],
+    ];
+    for args in cases {
+        let (code, _, err) = xtask(&args);
+        assert!(code != 0 && code != 101, "{args:?}: exit {code}\n{err}");
+        let segments: Vec<&str> = err.split(": ").map(str::trim).collect();
+        assert!(!segments.windows(2).any(|w| w[0] == w[1]), "{args:?} repeats itself:\n{err}");
+        for n in 1..200 {
+            assert!(err.matches(&format!("(os error {n})")).count() <= 1, "{args:?}:\n{err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

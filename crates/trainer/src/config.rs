@@ -1,10 +1,14 @@
 //! The experiment file (TOML): one per strategy, every key overridable with `--set key=value`. Unknown keys and
 //! wrong types are errors naming the key; strategy-specific sections are checked against the strategy.
+use crate::device::DeviceSpec;
 use crate::TrainError;
+use metrics::MeteorMode;
 use paligemma::{LossReduction, SoftPromptPlacement};
+use rsicd_data::{Format, Resample};
 use serde::{Deserialize, Serialize};
 use soft_prompt::SoftPromptConfig;
 use std::path::{Path, PathBuf};
+use weights::DType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,6 +33,17 @@ impl Strategy {
             Self::SoftPrompt => "soft_prompt",
             Self::Hybrid => "hybrid",
             Self::Custom => "custom",
+        }
+    }
+
+    /// What people call it (reports, tables).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::HardPrompt => "hard prompt",
+            Self::Lora => "LoRA",
+            Self::SoftPrompt => "soft prompt",
+            Self::Hybrid => "hybrid (hard prefix + soft prompt)",
+            Self::Custom => "custom (SigLIP + projector + Gemma)",
         }
     }
 }
@@ -74,11 +89,11 @@ pub struct ModelConfig {
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Dtype of the frozen base: f32, bf16 or f16. Trainable tensors are always f32.
-    #[serde(default = "d_dtype")]
-    pub dtype: String,
+    #[serde(default = "d_dtype", with = "crate::setting::serde_word")]
+    pub dtype: DType,
     /// cpu, cuda or cuda:N.
-    #[serde(default = "d_device")]
-    pub device: String,
+    #[serde(default = "d_device", with = "crate::setting::serde_word")]
+    pub device: DeviceSpec,
     /// Recompute each transformer block in backward instead of keeping its activations.
     #[serde(default)]
     pub gradient_checkpointing: bool,
@@ -91,11 +106,11 @@ pub struct ModelConfig {
 fn d_source() -> ModelSource {
     ModelSource::Hf
 }
-fn d_dtype() -> String {
-    "f32".into()
+fn d_dtype() -> DType {
+    DType::F32
 }
-fn d_device() -> String {
-    "cpu".into()
+fn d_device() -> DeviceSpec {
+    DeviceSpec::Cpu
 }
 
 /// A from-scratch PaliGemma-architecture model (the demo): SigLIP + linear projector + Gemma, small.
@@ -163,7 +178,8 @@ pub struct DataConfig {
     /// Annotation file or dataset directory (any format rsicd-data reads).
     pub path: PathBuf,
     #[serde(default)]
-    pub format: Option<String>,
+    #[serde(with = "crate::setting::serde_word_opt")]
+    pub format: Option<Format>,
     #[serde(default)]
     pub image_dir: Option<PathBuf>,
     /// The hard prompt (text prefix).
@@ -182,8 +198,8 @@ pub struct DataConfig {
     #[serde(default = "d_test")]
     pub test_split: String,
     /// bicubic (HF processor) or bilinear (big_vision).
-    #[serde(default = "d_resample")]
-    pub resample: String,
+    #[serde(default, with = "crate::setting::serde_word")]
+    pub resample: Resample,
 }
 
 fn d_prefix() -> String {
@@ -197,9 +213,6 @@ fn d_val() -> String {
 }
 fn d_test() -> String {
     "test".into()
-}
-fn d_resample() -> String {
-    "bicubic".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,8 +413,8 @@ pub struct EvalConfig {
     #[serde(default)]
     pub test_subset: Option<usize>,
     /// auto (jar if Java is there, else the labelled approximation), exact, approx, skip.
-    #[serde(default = "d_meteor")]
-    pub meteor: String,
+    #[serde(default, with = "crate::setting::serde_word")]
+    pub meteor: MeteorMode,
     /// Also evaluate the untrained model before step 1 (zero-shot baseline).
     #[serde(default)]
     pub before: bool,
@@ -412,9 +425,6 @@ fn d_new_tokens() -> usize {
 }
 fn d_eval_batch() -> usize {
     16
-}
-fn d_meteor() -> String {
-    "auto".into()
 }
 
 impl Default for EvalConfig {
@@ -441,8 +451,10 @@ impl ExperimentConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        let cfg: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| TrainError::Config(format!("key `{}`: {}", e.path(), e.inner())))?;
+        let cfg: Self =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                TrainError::Config(format!("key `{}`: {}", e.path(), e.inner().message()))
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -498,8 +510,6 @@ impl ExperimentConfig {
         if !problems.is_empty() {
             return bad(problems.join("; "));
         }
-        weights::DType::parse(&self.model.dtype)
-            .map_err(|e| TrainError::Config(format!("model.dtype: {e}")))?;
         Ok(())
     }
 

@@ -4,32 +4,17 @@ use crate::config::ExperimentConfig;
 use crate::TrainError;
 use paligemma::{collate, Batch, PadSide, PaliGemmaTokenizer, Sequence, SequenceLayout};
 use rayon::prelude::*;
-use rsicd_data::{Dataset, ImagePreprocessor, Item, Resample, Sample, Split, TrainSampler};
+use rsicd_data::{Dataset, ImagePreprocessor, Item, Sample, Split, TrainSampler};
 use tch::{Device, Tensor};
 
 pub fn load_dataset(cfg: &ExperimentConfig) -> Result<Dataset, TrainError> {
-    let format = match &cfg.data.format {
-        Some(f) => Some(f.parse().map_err(|e| TrainError::Config(format!("data.format: {e}")))?),
-        None => None,
-    };
-    let opts = rsicd_data::LoadOptions { format, image_dir: cfg.data.image_dir.clone() };
+    let opts =
+        rsicd_data::LoadOptions { format: cfg.data.format, image_dir: cfg.data.image_dir.clone() };
     Ok(Dataset::load_with(&cfg.data.path, &opts)?)
 }
 
-pub fn preprocessor(
-    cfg: &ExperimentConfig,
-    image_size: i64,
-) -> Result<ImagePreprocessor, TrainError> {
-    let resample = match cfg.data.resample.as_str() {
-        "bicubic" => Resample::Bicubic,
-        "bilinear" => Resample::BilinearAntialias,
-        other => {
-            return Err(TrainError::Config(format!(
-                "data.resample `{other}`: expected bicubic or bilinear"
-            )))
-        }
-    };
-    Ok(ImagePreprocessor::new(image_size as u32, resample))
+pub fn preprocessor(cfg: &ExperimentConfig, image_size: i64) -> ImagePreprocessor {
+    ImagePreprocessor::new(image_size as u32, cfg.data.resample)
 }
 
 /// `[n, 3, S, S]` pixels for these items, decoded in parallel; an unreadable image is an error naming it.

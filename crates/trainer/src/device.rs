@@ -2,8 +2,58 @@
 //! 8.0+ (Ampere); on older cards (T4 = 7.5) bf16 is emulated, slow, and we ask for f16 with loss scaling instead.
 use crate::TrainError;
 use std::process::Command;
-use tch::Device;
+use tch::{Cuda, Device};
 use weights::DType;
+
+/// Where to compute, as configs and `--device` say it: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. Parsed when the
+/// config or option is read ([`crate::setting::Setting`]); checked against the machine by [`DeviceSpec::resolve`],
+/// the one device check every command uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    /// Left open: only in config fingerprints, where the device may change between a run and its resume.
+    Unspecified,
+}
+
+impl DeviceSpec {
+    pub(crate) fn from_word(s: &str) -> Option<Self> {
+        match s {
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(0)),
+            _ => s.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
+        }
+    }
+
+    pub(crate) fn word(self) -> String {
+        match self {
+            Self::Cpu => "cpu".into(),
+            Self::Cuda(i) => format!("cuda:{i}"),
+            Self::Unspecified => String::new(),
+        }
+    }
+
+    /// The libtorch device, after checking that CUDA is usable and the GPU exists.
+    pub fn resolve(self) -> Result<Device, TrainError> {
+        let i = match self {
+            Self::Cpu | Self::Unspecified => return Ok(Device::Cpu),
+            Self::Cuda(i) => i,
+        };
+        if !Cuda::is_available() {
+            return Err(TrainError::Config(
+                "CUDA was requested but libtorch sees no usable GPU; `cargo xtask doctor` says why and how to fix it"
+                    .into(),
+            ));
+        }
+        let n = Cuda::device_count() as usize;
+        if i >= n {
+            return Err(TrainError::Config(format!(
+                "cuda:{i} requested but only {n} GPU(s) are visible"
+            )));
+        }
+        Ok(Device::Cuda(i))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct GpuInfo {

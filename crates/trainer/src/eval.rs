@@ -1,6 +1,6 @@
 //! Evaluation: caption a fixed set of images (greedy or beam, KV cache), score with the metrics crate against all
 //! references, and measure output diversity (distinct captions / images; a collapsed model says the same thing for
-//! every image, user-pitfalls item 17).
+//! every image).
 use crate::config::EvalConfig;
 use crate::data::{pixels, Prompt};
 use crate::TrainError;
@@ -27,19 +27,8 @@ impl EvalOutput {
     }
 }
 
-pub fn metrics_options(cfg: &EvalConfig) -> Result<metrics::Options, TrainError> {
-    let meteor = match cfg.meteor.as_str() {
-        "auto" => metrics::MeteorMode::Auto,
-        "exact" => metrics::MeteorMode::Exact,
-        "approx" => metrics::MeteorMode::Approximate,
-        "skip" => metrics::MeteorMode::Skip,
-        other => {
-            return Err(TrainError::Config(format!(
-                "eval.meteor `{other}`: expected auto, exact, approx or skip"
-            )))
-        }
-    };
-    Ok(metrics::Options { meteor, ..Default::default() })
+pub fn metrics_options(cfg: &EvalConfig) -> metrics::Options {
+    metrics::Options { meteor: cfg.meteor, ..Default::default() }
 }
 
 pub struct Evaluation<'a> {

@@ -7,20 +7,26 @@
 //! Recipes follow big_vision's PaliGemma transfers (`configs/proj/paligemma/transfers/`) and peft for adapters;
 //! `docs/training.md` explains each choice.
 pub mod checkpoint;
+pub mod checkpointing;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
 pub mod glob;
+pub mod guard;
 pub mod memory;
 pub mod optim;
 pub mod peft;
+pub mod resume;
 pub mod run;
 pub mod schedule;
 pub mod scratch;
+pub mod session;
+pub mod setting;
 pub mod step;
 pub mod strategy;
 pub mod train;
+pub mod what_trains;
 
 pub use config::ExperimentConfig;
 
@@ -68,7 +74,7 @@ pub enum TrainError {
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
-    Lora(#[from] lora::LoraError),
+    Lora(#[from] layers::LoraError),
     #[error(transparent)]
     Siglip(#[from] siglip::SiglipError),
     #[error(transparent)]

@@ -1,5 +1,5 @@
-//! The trainable-parameter table and the memory plan printed by `--dry-run` and before step 1 (user-pitfalls item
-//! 3: know before you start whether it fits). The activation model counts the tensors autograd keeps per transformer
+//! The trainable-parameter table and the memory plan printed by `--dry-run` and before step 1 (know before
+//! you start whether it fits). The activation model counts the tensors autograd keeps per transformer
 //! block (inputs of every matmul, norm and activation, attention probabilities for the math kernel) for the shapes
 //! of this run; logits are counted only at supervised positions, as the trainer computes them.
 use std::collections::BTreeMap;
@@ -233,20 +233,14 @@ pub fn plan(p: &PlanInput) -> Plan {
     }
 }
 
-/// Linear layers LoRA can target, by the last component of their module name.
-const LINEARS: [&str; 11] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "out_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-    "fc1",
-    "fc2",
-    "linear",
-];
+/// Whether `module` is a linear layer (what LoRA can target), as each part names its own.
+fn is_linear(module: &str) -> bool {
+    let towers =
+        siglip::SiglipVisionModel::LINEAR_MODULES.iter().chain(&gemma::Gemma::LINEAR_MODULES);
+    let in_projector = |m: &&str| module == format!("{}.{m}", paligemma::names::PROJECTOR);
+    towers.into_iter().any(|m| module.ends_with(&format!(".{m}")))
+        || projector::Projector::LINEAR_MODULES.iter().any(in_projector)
+}
 
 /// Plan inputs for an experiment from the model config alone (no weights loaded): which parameters the strategy
 /// trains, what adapters and soft prompts add, and the shapes of a batch whose captions have `text_len` tokens.
@@ -255,23 +249,15 @@ pub fn analytic_sizes(
     pcfg: &paligemma::PaliGemmaConfig,
     base_kind: Kind,
 ) -> (i64, f64, i64, i64, bool) {
-    use crate::config::Strategy;
+    let what = crate::what_trains::WhatTrains::of(cfg);
+    let is_vision = crate::what_trains::WhatTrains::is_vision;
     let shapes = pcfg.parameter_shapes();
-    let mut globs: Vec<String> = cfg.train.trainable.clone();
-    if let Some(p) = cfg.train.preset {
-        globs.extend(p.globs().iter().map(|s| s.to_string()));
-    }
-    if cfg.strategy == Strategy::Custom {
-        globs.push("multi_modal_projector.**".into());
-    }
     let (mut base_params, mut base_bytes, mut trainable, mut extra) = (0i64, 0f64, 0i64, 0i64);
     let mut vision_trainable = false;
-    let is_vision =
-        |n: &str| n.starts_with("vision_tower.") || n.starts_with("multi_modal_projector.");
     for (name, shape) in &shapes {
         let n: i64 = shape.iter().product();
         base_params += n;
-        if globs.iter().any(|g| crate::glob::matches(g, name)) {
+        if what.trains_base(name) {
             trainable += n;
             base_bytes += n as f64 * 4.0;
             vision_trainable |= is_vision(name);
@@ -279,15 +265,10 @@ pub fn analytic_sizes(
             base_bytes += n as f64 * bytes_of(base_kind);
         }
     }
-    if let (Some(l), true) = (&cfg.lora, matches!(cfg.strategy, Strategy::Lora | Strategy::Custom))
-    {
+    if let Some((l, _)) = &what.lora {
         for (name, shape) in &shapes {
             let Some(module) = name.strip_suffix(".weight") else { continue };
-            let last = module.rsplit('.').next().unwrap_or_default();
-            if shape.len() == 2
-                && LINEARS.contains(&last)
-                && l.targets.iter().any(|g| crate::glob::matches(g, module))
-            {
+            if shape.len() == 2 && is_linear(module) && what.adapts(module) {
                 let n = l.r * (shape[0] + shape[1]);
                 trainable += n;
                 extra += n;
@@ -295,9 +276,7 @@ pub fn analytic_sizes(
             }
         }
     }
-    if let (Some(sp), true) =
-        (&cfg.soft_prompt, matches!(cfg.strategy, Strategy::SoftPrompt | Strategy::Hybrid))
-    {
+    if let Some(sp) = &what.soft_prompt {
         let n = sp.length as i64 * pcfg.text_config.hidden_size;
         trainable += n;
         extra += n;

@@ -4,7 +4,7 @@
 //! must be there, shapes must match). Also merging adapters into the base for export.
 use crate::strategy::Built;
 use crate::{ExperimentConfig, TrainError};
-use lora::LoraConfig;
+use layers::LoraConfig;
 use paligemma::{names, PaliGemma};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -147,7 +147,7 @@ pub fn load_adapter(
             .ok_or_else(|| bad(format!("unexpected key `{key}` (not a LoRA weight)")))?;
         halves.entry(module).or_default()[usize::from(half == "lora_B")] = Some(t);
     }
-    let mut linears: BTreeMap<String, &mut lora::Linear> =
+    let mut linears: BTreeMap<String, &mut layers::Linear> =
         model.linears_mut().into_iter().collect();
     for (module, [a, b]) in halves {
         let (a, b) = match (a, b) {

@@ -40,6 +40,14 @@ impl RunDir {
         Self::open(&path)
     }
 
+    /// A fresh temporary directory `<tmp>/<prefix>-<pid>` (dry runs), removed by its user.
+    pub fn open_temporary(prefix: &str) -> Result<Self, TrainError> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", dir.display())))?;
+        Self::open(&dir)
+    }
+
     /// An existing run directory (resume).
     pub fn open(path: &Path) -> Result<Self, TrainError> {
         let mpath = path.join("metrics.jsonl");

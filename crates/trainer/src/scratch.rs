@@ -110,6 +110,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pg-wordtok-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokenizer.json");
+        struct Remove<'a>(&'a std::path::Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(self.0);
+            }
+        }
+        let _remove = Remove(&dir);
         let n = write_word_tokenizer(&["Two red planes, near a river.", "a river"], &path).unwrap();
         let tok = tokenizers::Tokenizer::from_file(&path).unwrap();
         assert_eq!(tok.token_to_id("<image>"), Some(n as u32 - 1));

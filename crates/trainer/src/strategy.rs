@@ -2,9 +2,10 @@
 //! presets), LoRA adapters on matching linear layers, the soft prompt. Trainable tensors are f32 whatever the base
 //! dtype (master copies for base weights); everything else is frozen (`requires_grad = false`), so backward never
 //! computes, nor allocates, gradients for it.
-use crate::config::{ExperimentConfig, ModelSource, ProjectorKind, Strategy};
+use crate::config::{ExperimentConfig, ModelSource, ProjectorKind};
+use crate::what_trains::WhatTrains;
 use crate::{glob, scratch, TrainError};
-use lora::{Activation, LoraConfig};
+use layers::{Activation, LoraConfig};
 use paligemma::{names, PaliGemma, PaliGemmaConfig, PaliGemmaTokenizer, SequenceLayout};
 use projector::{Projector, ProjectorConfig};
 use sha2::Digest;
@@ -33,27 +34,6 @@ pub struct Built {
     pub base_dtype: DType,
 }
 
-pub fn parse_device(s: &str) -> Result<Device, TrainError> {
-    let d = match s {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            Some(i) => Device::Cuda(i),
-            None => {
-                return Err(TrainError::Config(format!(
-                    "model.device `{s}`: expected cpu, cuda or cuda:N"
-                )))
-            }
-        },
-    };
-    if d.is_cuda() && !tch::Cuda::is_available() {
-        return Err(TrainError::Config(
-            "model.device asks for CUDA but libtorch sees no usable GPU; `cargo xtask doctor` says why".into(),
-        ));
-    }
-    Ok(d)
-}
-
 /// Builds the model and trainables. `train_texts` feed the scratch tokenizer; `work_dir` receives files the run
 /// needs to be self-contained (a built tokenizer).
 pub fn build(
@@ -61,163 +41,31 @@ pub fn build(
     train_texts: &[&str],
     work_dir: &Path,
 ) -> Result<Built, TrainError> {
-    let device = parse_device(&cfg.model.device)?;
-    let base_dtype =
-        DType::parse(&cfg.model.dtype).map_err(|e| TrainError::Config(e.to_string()))?;
+    let device = cfg.model.device.resolve()?;
+    let base_dtype = cfg.model.dtype;
     crate::device::check_dtype(device, base_dtype)?;
     let mut base_vs = nn::VarStore::new(device);
     base_vs.set_kind(base_dtype.kind());
     tch::manual_seed(cfg.seed as i64);
-
     let (mut model, tokenizer, base_hash) = match cfg.model.source {
-        ModelSource::Hf => {
-            let dir = cfg.model.path.as_ref().expect("validated");
-            let pcfg = PaliGemmaConfig::from_file(&dir.join("config.json"))?;
-            let tokenizer = PaliGemmaTokenizer::from_file(&dir.join("tokenizer.json"), &pcfg)?;
-            let ckpt = Checkpoint::open(dir).map_err(paligemma::PaliGemmaError::from)?;
-            let model = PaliGemma::new(base_vs.root(), &pcfg, ParamInit::Empty)?;
-            weights::load_into(&base_vs, &ckpt, names::paligemma_key)
-                .map_err(paligemma::PaliGemmaError::from)?;
-            (model, tokenizer, ckpt.fingerprint())
-        }
-        ModelSource::Scratch => {
-            let s = cfg.model.scratch.as_ref().expect("validated");
-            let tok_path = match &s.tokenizer {
-                Some(p) => p.clone(),
-                None => {
-                    // Built once per run from its training captions; a resumed or evaluated run reuses its own.
-                    let p = work_dir.join("tokenizer.json");
-                    if !p.exists() {
-                        if train_texts.is_empty() {
-                            return Err(TrainError::Config(format!(
-                                "{} has no tokenizer.json and there are no captions to build one from",
-                                work_dir.display()
-                            )));
-                        }
-                        scratch::write_word_tokenizer(train_texts, &p)?;
-                    }
-                    p
-                }
-            };
-            let vocab = tokenizers::Tokenizer::from_file(&tok_path)
-                .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?
-                .get_vocab_size(true) as i64;
-            let pcfg = scratch::paligemma_config(s, vocab);
-            let tokenizer = PaliGemmaTokenizer::from_file(&tok_path, &pcfg)?;
-            let model =
-                PaliGemma::new(base_vs.root(), &pcfg, ParamInit::Normal { std: s.init_std })?;
-            let hash = hex(&sha2::Sha256::digest(format!(
-                "scratch {} {}",
-                serde_json::to_string(s).unwrap_or_default(),
-                cfg.seed
-            )));
-            (model, tokenizer, hash)
-        }
+        ModelSource::Hf => load_hf(cfg, &base_vs)?,
+        ModelSource::Scratch => build_scratch(cfg, &base_vs, train_texts, work_dir)?,
         ModelSource::Custom => build_custom(cfg, &base_vs)?,
     };
-
-    // What trains among the base weights.
-    let mut globs: Vec<String> = cfg.train.trainable.clone();
-    if let Some(p) = cfg.train.preset {
-        globs.extend(p.globs().iter().map(|s| s.to_string()));
-    }
-    if cfg.strategy == Strategy::Custom {
-        globs.push(format!("{}.**", names::PROJECTOR));
-    }
-    let vars = base_vs.variables();
-    let mut base_names: Vec<&String> = vars.keys().collect();
-    base_names.sort();
-    for g in &globs {
-        if !base_names.iter().any(|n| glob::matches(g, n)) {
-            return Err(TrainError::Config(format!(
-                "trainable glob `{g}` matches no parameter (names look like `{}`)",
-                base_names.iter().find(|n| n.contains("layers.0.")).map_or("", |s| s.as_str())
-            )));
-        }
-    }
-    let mut trainables: Vec<(String, Tensor)> = Vec::new();
-    tch::no_grad(|| {
-        for name in &base_names {
-            let mut t = vars[*name].shallow_clone();
-            if globs.iter().any(|g| glob::matches(g, name)) {
-                if t.kind() != Kind::Float {
-                    // f32 master copy of a trainable weight inside a reduced-precision model
-                    t.set_data(&t.to_kind(Kind::Float));
-                }
-                let _ = t.requires_grad_(true);
-                trainables.push(((*name).clone(), t));
-            } else {
-                let _ = t.requires_grad_(false);
-            }
-        }
-    });
-
-    // Adapters.
+    let what = WhatTrains::of(cfg);
+    let mut trainables = mark_trainable(&base_vs, &what)?;
     let adapter_vs = nn::VarStore::new(device);
-    let mut lora_cfg = None;
-    if let Some(l) = &cfg.lora {
-        if cfg.strategy == Strategy::Lora || cfg.strategy == Strategy::Custom {
-            let lc = LoraConfig {
-                r: l.r,
-                lora_alpha: l.alpha,
-                lora_dropout: l.dropout,
-                use_rslora: l.use_rslora,
-            };
-            let mut hits = vec![0usize; l.targets.len()];
-            for (name, linear) in model.linears_mut() {
-                let matched: Vec<usize> = l
-                    .targets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, g)| glob::matches(g, &name))
-                    .map(|(i, _)| i)
-                    .collect();
-                if matched.is_empty() {
-                    continue;
-                }
-                for i in matched {
-                    hits[i] += 1;
-                }
-                let mut path = adapter_vs.root();
-                for part in name.split('.') {
-                    path = path.sub(part);
-                }
-                linear.add_lora(path, &lc)?;
-            }
-            if let Some(i) = hits.iter().position(|&h| h == 0) {
-                return Err(TrainError::Config(format!(
-                    "lora.targets glob `{}` matches no linear layer (they look like `language_model.model.layers.0.self_attn.q_proj`)",
-                    l.targets[i]
-                )));
-            }
-            lora_cfg = Some(lc);
-        }
+    if let Some((lc, targets)) = &what.lora {
+        attach_lora(&mut model, &adapter_vs, lc, targets)?;
     }
-    let mut layout = SequenceLayout::new(
-        model.config.num_image_tokens() as usize,
-        tokenizer.image_id,
-        tokenizer.bos_id,
-        tokenizer.eos_id,
-        tokenizer.pad_id,
-    );
+    let mut layout = SequenceLayout::for_model(&model.config, &tokenizer);
     layout.max_len = cfg.data.max_len;
-    let mut soft = None;
-    if let (Some(sp), true) =
-        (&cfg.soft_prompt, matches!(cfg.strategy, Strategy::SoftPrompt | Strategy::Hybrid))
-    {
-        let text_ids = match &sp.init {
-            SoftPromptInit::Text { text } => Some(tokenizer.encode(text)?),
-            _ => None,
-        };
-        let max_id = tokenizer.inner().get_vocab_size(true) as i64;
-        let s = SoftPrompt::new(adapter_vs.root(), sp, &model, text_ids.as_deref(), max_id)
-            .map_err(|e| TrainError::Config(e.to_string()))?;
-        layout.soft_prompt = Some((sp.length, sp.placement));
-        soft = Some(s);
-    }
+    let soft = match &what.soft_prompt {
+        Some(sp) => Some(soft_prompt(sp, &model, &tokenizer, &adapter_vs, &mut layout)?),
+        None => None,
+    };
     let mut adapters: Vec<(String, Tensor)> = adapter_vs.variables().into_iter().collect();
-    adapters.sort_by(|a, b| a.0.cmp(&b.0));
-    trainables.extend(adapters);
+    trainables.append(&mut adapters);
     trainables.sort_by(|a, b| a.0.cmp(&b.0));
     if trainables.is_empty() {
         return Err(TrainError::Config(format!(
@@ -225,10 +73,7 @@ pub fn build(
             cfg.strategy.name()
         )));
     }
-    let vision_trainable = trainables.iter().any(|(n, _)| {
-        n.starts_with(&format!("{}.", names::VISION[0]))
-            || n.starts_with(&format!("{}.", names::PROJECTOR))
-    });
+    let vision_trainable = trainables.iter().any(|(n, _)| WhatTrains::is_vision(n));
     Ok(Built {
         base_vs,
         adapter_vs,
@@ -238,11 +83,140 @@ pub fn build(
         soft,
         trainables,
         vision_trainable,
-        lora: lora_cfg,
+        lora: what.lora.map(|(c, _)| c),
         base_hash,
         device,
         base_dtype,
     })
+}
+
+fn load_hf(
+    cfg: &ExperimentConfig,
+    vs: &nn::VarStore,
+) -> Result<(PaliGemma, PaliGemmaTokenizer, String), TrainError> {
+    let dir = cfg.model.path.as_ref().expect("validated");
+    let pcfg = PaliGemmaConfig::from_file(&dir.join("config.json"))?;
+    let tokenizer = PaliGemmaTokenizer::from_file(&dir.join("tokenizer.json"), &pcfg)?;
+    let ckpt = Checkpoint::open(dir).map_err(paligemma::PaliGemmaError::from)?;
+    let model = PaliGemma::new(vs.root(), &pcfg, ParamInit::Empty)?;
+    weights::load_into(vs, &ckpt, names::paligemma_key).map_err(paligemma::PaliGemmaError::from)?;
+    Ok((model, tokenizer, ckpt.fingerprint()))
+}
+
+fn build_scratch(
+    cfg: &ExperimentConfig,
+    vs: &nn::VarStore,
+    train_texts: &[&str],
+    work_dir: &Path,
+) -> Result<(PaliGemma, PaliGemmaTokenizer, String), TrainError> {
+    let s = cfg.model.scratch.as_ref().expect("validated");
+    let tok_path = match &s.tokenizer {
+        Some(p) => p.clone(),
+        None => {
+            // Built once per run from its training captions; a resumed or evaluated run reuses its own.
+            let p = work_dir.join("tokenizer.json");
+            if !p.exists() {
+                if train_texts.is_empty() {
+                    return Err(TrainError::Config(format!(
+                        "{} has no tokenizer.json and there are no captions to build one from",
+                        work_dir.display()
+                    )));
+                }
+                scratch::write_word_tokenizer(train_texts, &p)?;
+            }
+            p
+        }
+    };
+    let vocab = tokenizers::Tokenizer::from_file(&tok_path)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?
+        .get_vocab_size(true) as i64;
+    let pcfg = scratch::paligemma_config(s, vocab);
+    let tokenizer = PaliGemmaTokenizer::from_file(&tok_path, &pcfg)?;
+    let model = PaliGemma::new(vs.root(), &pcfg, ParamInit::Normal { std: s.init_std })?;
+    let hash = hex(&sha2::Sha256::digest(format!(
+        "scratch {} {}",
+        serde_json::to_string(s).unwrap_or_default(),
+        cfg.seed
+    )));
+    Ok((model, tokenizer, hash))
+}
+
+/// Marks the base weights `what` trains (f32 master copies inside a reduced-precision model) and freezes the rest,
+/// so backward never computes, nor allocates, gradients for them.
+fn mark_trainable(
+    vs: &nn::VarStore,
+    what: &WhatTrains,
+) -> Result<Vec<(String, Tensor)>, TrainError> {
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    if let Some(g) = what.base.iter().find(|g| !names.iter().any(|n| glob::matches(g, n))) {
+        return Err(TrainError::Config(format!(
+            "trainable glob `{g}` matches no parameter (names look like `{}`)",
+            names.iter().find(|n| n.contains("layers.0.")).map_or("", |s| s.as_str())
+        )));
+    }
+    let mut trainables = Vec::new();
+    tch::no_grad(|| {
+        for name in names {
+            let mut t = vars[name].shallow_clone();
+            let trains = what.trains_base(name);
+            if trains && t.kind() != Kind::Float {
+                t.set_data(&t.to_kind(Kind::Float));
+            }
+            let _ = t.requires_grad_(trains);
+            if trains {
+                trainables.push((name.clone(), t));
+            }
+        }
+    });
+    Ok(trainables)
+}
+
+/// LoRA adapters (f32, in `adapter_vs` under the module's own name) on every linear layer a target glob matches;
+/// a glob that matches nothing is an error.
+fn attach_lora(
+    model: &mut PaliGemma,
+    adapter_vs: &nn::VarStore,
+    lc: &LoraConfig,
+    targets: &[String],
+) -> Result<(), TrainError> {
+    let mut hits = vec![0usize; targets.len()];
+    for (name, linear) in model.linears_mut() {
+        let matched: Vec<usize> =
+            (0..targets.len()).filter(|&i| glob::matches(&targets[i], &name)).collect();
+        if matched.is_empty() {
+            continue;
+        }
+        matched.iter().for_each(|&i| hits[i] += 1);
+        let path = name.split('.').fold(adapter_vs.root(), |p, part| p.sub(part));
+        linear.add_lora(path, lc)?;
+    }
+    match hits.iter().position(|&h| h == 0) {
+        Some(i) => Err(TrainError::Config(format!(
+            "lora.targets glob `{}` matches no linear layer (they look like `language_model.model.layers.0.self_attn.q_proj`)",
+            targets[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn soft_prompt(
+    sp: &soft_prompt::SoftPromptConfig,
+    model: &PaliGemma,
+    tokenizer: &PaliGemmaTokenizer,
+    adapter_vs: &nn::VarStore,
+    layout: &mut SequenceLayout,
+) -> Result<SoftPrompt, TrainError> {
+    let text_ids = match &sp.init {
+        SoftPromptInit::Text { text } => Some(tokenizer.encode(text)?),
+        _ => None,
+    };
+    let max_id = tokenizer.inner().get_vocab_size(true) as i64;
+    let s = SoftPrompt::new(adapter_vs.root(), sp, model, text_ids.as_deref(), max_id)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    layout.soft_prompt = Some((sp.length, sp.placement));
+    Ok(s)
 }
 
 /// Standalone SigLIP + standalone Gemma + a new projector, under the hub names so the result saves and reloads

@@ -12,8 +12,7 @@ use trainer::strategy;
 fn grads(cfg: &trainer::ExperimentConfig, checkpointing: bool) -> Vec<(String, Tensor)> {
     let built = strategy::build(cfg, &[], &temp("grads")).unwrap();
     let ds = trainer::data::load_dataset(cfg).unwrap();
-    let pre =
-        trainer::data::preprocessor(cfg, built.model.config.vision_config.image_size).unwrap();
+    let pre = trainer::data::preprocessor(cfg, built.model.config.vision_config.image_size);
     let prompt = Prompt::new(&built.tokenizer, &cfg.data.prefix).unwrap();
     let mut td = TrainData::new(ds, cfg, pre, prompt).unwrap();
     let b = td.next_batch(4, &built.tokenizer, &built.layout, built.device).unwrap();

@@ -71,7 +71,7 @@ fn trained_soft_prompt_changes_greedy_output_cached_and_uncached() {
         "the soft prompt trained"
     );
     let ds = trainer::data::load_dataset(&cfg).unwrap();
-    let pre = trainer::data::preprocessor(&cfg, 32).unwrap();
+    let pre = trainer::data::preprocessor(&cfg, 32);
     let items: Vec<&rsicd_data::Item> = ds.items.iter().take(3).collect();
     let px = trainer::data::pixels(&items, &pre, tch::Device::Cpu).unwrap();
     let prompt = trainer::data::Prompt::new(&built.tokenizer, &cfg.data.prefix).unwrap();

@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
+#[path = "../../../trainer/tests/common/temp_dirs.rs"]
+mod temp_dirs;
+#[allow(unused_imports)]
+pub use temp_dirs::temp_dir;
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fixtures")
 }

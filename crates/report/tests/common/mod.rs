@@ -73,7 +73,7 @@ pub fn full_run(dir: &Path) {
     write(
         &dir.join("run.json"),
         &format!(
-            r#"{{"name": "tiny-lora", "strategy": "lora", "model": "paligemma-tiny", "dataset": "synthetic",
+            r#"{{"name": "tiny-lora", "strategy": "lora", "strategy_label": "LoRA, r 8, alpha 16", "model": "paligemma-tiny", "dataset": "synthetic",
   "image_root": {:?}, "started": "2024-05-01T12:00:00Z", "finished": "2024-05-01T12:12:05Z",
   "status": "finished", "device": "cpu", "dtype": "f32", "trainable_params": 20480, "total_params": 2000000,
   "steps": 40,

@@ -102,6 +102,7 @@ mod tests {
         let p = std::env::temp_dir().join(format!("rsicd-utf8-{}.json", std::process::id()));
         std::fs::write(&p, b"{\n  \"a\": \"caf\xe9\"\n}").unwrap();
         let err = read_text(&p).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&p);
         assert!(err.contains("line 2, column 12") && err.contains("UTF-8"), "{err}");
     }
 }

@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod temp_dirs;
+#[allow(unused_imports)]
+pub use temp_dirs::temp_dir;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -15,17 +19,14 @@ pub fn fixtures() -> PathBuf {
 pub fn synth() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pg-trainer-synth-{}", std::process::id()));
+        let dir = temp_dir("pg-trainer-synth");
         rsicd_data::synth::generate(&dir, 48, 0, 32).unwrap();
         dir.join("dataset_synth.json")
     })
 }
 
 pub fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pg-trainer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    temp_dir(&format!("pg-trainer-{name}"))
 }
 
 /// A config over the tiny `mqa` fixture and the synthetic data; `extra` is TOML appended (sections).
