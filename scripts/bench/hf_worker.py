@@ -3,7 +3,7 @@
 
     python scripts/bench/hf_worker.py --spec spec.json --out result.json
 
-The Rust orchestrator (`crates/cli/src/bench/`) writes the spec and runs this script and the Rust worker
+The Rust orchestrator (`crates/bench/src/`) writes the spec and runs this script and the Rust worker
 (`pgrs bench worker`, same spec) one after the other, alternating which goes first, so that each side's peak
 memory is the peak RSS of its own process. Both read the same weights directory, the same batch
 (`inputs.safetensors`: token ids, segment ids, labels, pixels) and the same initial trainables (`init.safetensors`:

@@ -29,13 +29,7 @@ const CAPTIONS: [&str; 8] = [
 const PROMPTS: [&str; 3] = ["caption en", "describe the image", "caption es"];
 
 pub fn layout(cfg: &PaliGemmaConfig, tok: &PaliGemmaTokenizer, soft_len: usize) -> SequenceLayout {
-    let mut l = SequenceLayout::new(
-        cfg.num_image_tokens() as usize,
-        tok.image_id,
-        tok.bos_id,
-        tok.eos_id,
-        tok.pad_id,
-    );
+    let mut l = SequenceLayout::for_model(cfg, tok);
     if soft_len > 0 {
         l.soft_prompt = Some((soft_len, SoftPromptPlacement::AfterImage));
     }

@@ -1,39 +1,7 @@
 //! `doctor`: what libtorch this binary really runs with, and whether it can use the GPU as users expect.
 //! Every problem found comes with its fix.
 use anyhow::Result;
-use std::process::Command;
 use tch::{Cuda, Device, Kind, Tensor};
-
-struct Gpu {
-    name: String,
-    memory_mib: u64,
-    capability: (u32, u32),
-}
-
-/// GPUs as the driver sees them (libtorch has no device-properties API in tch).
-fn nvidia_smi() -> Option<Vec<Gpu>> {
-    let out = Command::new("nvidia-smi")
-        .args(["--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(
-        text.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(',').map(str::trim).collect();
-                let (maj, min) = f.get(2)?.split_once('.')?;
-                Some(Gpu {
-                    name: f.first()?.to_string(),
-                    memory_mib: f.get(1)?.parse().ok()?,
-                    capability: (maj.parse().ok()?, min.parse().ok()?),
-                })
-            })
-            .collect(),
-    )
-}
 
 fn loaded_libraries() -> Vec<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
@@ -94,38 +62,37 @@ pub fn run() -> Result<i32> {
         }
     );
     println!("  cuDNN:     {}", Cuda::cudnn_is_available());
-    let gpus = nvidia_smi();
-    match &gpus {
-        None => println!("  GPUs:      none (no nvidia-smi)"),
-        Some(gpus) => {
-            for (i, g) in gpus.iter().enumerate() {
-                let bf16 = g.capability.0 >= 8;
-                println!(
-                    "  GPU {i}:     {}, {:.1} GiB, compute capability {}.{}, bf16 {}",
-                    g.name,
-                    g.memory_mib as f64 / 1024.0,
-                    g.capability.0,
-                    g.capability.1,
-                    if bf16 { "native" } else { "NOT native (emulated)" }
-                );
-                if !bf16 {
-                    problem(
-                        format!("GPU {i} ({}) has no native bf16 (compute capability < 8.0)", g.name),
-                        "train with --dtype f16 (fp32 master weights + loss scaling) or f32; avoid bf16 on this card",
-                    );
-                }
-            }
-            if !gpus.is_empty() && !available {
-                problem(
-                    "the driver sees a GPU but libtorch cannot use it".into(),
-                    if cuda_linked {
-                        "check the NVIDIA driver version against the CUDA 13 wheel (nvidia-smi), or CUDA_VISIBLE_DEVICES"
-                    } else {
-                        "libtorch_cuda.so was not linked: rebuild (cargo clean -p paligemma-cli) after `cargo xtask setup --force`"
-                    },
-                );
-            }
+    // GPUs as the driver sees them (tch has no device-properties API), the same query training uses.
+    let gpus = trainer::device::gpus();
+    if gpus.is_empty() {
+        println!("  GPUs:      none (no nvidia-smi, or no GPU)");
+    }
+    for (i, g) in gpus.iter().enumerate() {
+        let bf16 = g.native_bf16();
+        println!(
+            "  GPU {i}:     {}, {:.1} GiB, compute capability {}.{}, bf16 {}",
+            g.name,
+            g.memory_mib as f64 / 1024.0,
+            g.capability.0,
+            g.capability.1,
+            if bf16 { "native" } else { "NOT native (emulated)" }
+        );
+        if !bf16 {
+            problem(
+                format!("GPU {i} ({}) has no native bf16 (compute capability < 8.0)", g.name),
+                "train with --dtype f16 (fp32 master weights + loss scaling) or f32; avoid bf16 on this card",
+            );
         }
+    }
+    if !gpus.is_empty() && !available {
+        problem(
+            "the driver sees a GPU but libtorch cannot use it".into(),
+            if cuda_linked {
+                "check the NVIDIA driver version against the CUDA 13 wheel (nvidia-smi), or CUDA_VISIBLE_DEVICES"
+            } else {
+                "libtorch_cuda.so was not linked: rebuild (cargo clean -p paligemma-cli) after `cargo xtask setup --force`"
+            },
+        );
     }
     if available {
         let t = Tensor::ones([256, 256], (Kind::Float, Device::Cuda(0)));

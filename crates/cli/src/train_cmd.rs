@@ -137,10 +137,8 @@ pub fn run_sweep(args: &SweepArgs) -> Result<i32> {
             &cfg,
             &TrainOptions {
                 runs_dir: args.runs_dir.clone(),
-                resume: None,
-                dry_run: false,
                 quiet: args.quiet,
-                skip_image_check: false,
+                ..Default::default()
             },
         )?;
         runs.push(summary.run_dir);
@@ -192,13 +190,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<i32> {
     let cfg = ExperimentConfig::load(&args.config, &sets)?;
     let summary = trainer::train(
         &cfg,
-        &TrainOptions {
-            runs_dir: args.runs_dir.clone(),
-            resume: None,
-            dry_run: false,
-            quiet: args.quiet,
-            skip_image_check: false,
-        },
+        &TrainOptions { runs_dir: args.runs_dir.clone(), quiet: args.quiet, ..Default::default() },
     )?;
     println!();
     print_summary(&summary);

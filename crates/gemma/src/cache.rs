@@ -48,12 +48,4 @@ impl KvCache {
             l.v = l.v.as_ref().map(|v| v.index_select(0, index));
         }
     }
-
-    /// Repeats every batch row `n` times consecutively (one prompt prefill shared by `n` beams).
-    pub fn repeat_rows(&mut self, n: i64) {
-        for l in &mut self.layers {
-            l.k = l.k.as_ref().map(|k| k.repeat_interleave_self_int(n, 0, None));
-            l.v = l.v.as_ref().map(|v| v.repeat_interleave_self_int(n, 0, None));
-        }
-    }
 }

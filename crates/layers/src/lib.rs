@@ -24,9 +24,4 @@ pub enum LoraError {
     Torch(tch::TchError),
 }
 
-// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
-impl From<tch::TchError> for LoraError {
-    fn from(e: tch::TchError) -> Self {
-        LoraError::Torch(e)
-    }
-}
+weights::torch_error_from!(LoraError);

@@ -23,9 +23,4 @@ pub enum PaliGemmaError {
     Torch(tch::TchError),
 }
 
-// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
-impl From<tch::TchError> for PaliGemmaError {
-    fn from(e: tch::TchError) -> Self {
-        PaliGemmaError::Torch(e)
-    }
-}
+weights::torch_error_from!(PaliGemmaError);

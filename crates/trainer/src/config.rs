@@ -515,11 +515,16 @@ impl ExperimentConfig {
 
     /// Every numeric knob outside its range, as `key = value: expected …` (non-finite floats are never accepted).
     fn numeric_problems(&self) -> Vec<String> {
-        let mut c = Checks::default();
-        let t = &self.train;
-        c.count("train.steps", t.steps);
-        c.count("train.batch_size", t.batch_size);
-        c.count("train.grad_accum", t.grad_accum);
+        let (t, o, e, mut c) = (&self.train, &self.optim, &self.eval, Checks::default());
+        let counts = [("train.steps", t.steps), ("train.batch_size", t.batch_size)];
+        let counts = counts
+            .into_iter()
+            .chain([("train.grad_accum", t.grad_accum), ("eval.num_beams", e.num_beams)]);
+        let counts = counts
+            .chain([("eval.max_new_tokens", e.max_new_tokens), ("eval.batch_size", e.batch_size)]);
+        counts
+            .chain(self.data.max_len.map(|n| ("data.max_len", n)))
+            .for_each(|(k, v)| c.count(k, v));
         if let Some(v) = t.max_grad_norm {
             c.float(
                 "train.max_grad_norm",
@@ -528,45 +533,29 @@ impl ExperimentConfig {
                 "a finite number > 0 (omit it for no clipping)",
             );
         }
-        let o = &self.optim;
-        c.float("optim.lr", o.lr, o.lr > 0.0, "a finite number > 0");
+        c.positive("optim.lr", o.lr);
         c.float(
             "optim.weight_decay",
             o.weight_decay,
             o.weight_decay >= 0.0,
             "a finite number >= 0",
         );
-        c.float("optim.beta1", o.beta1, (0.0..1.0).contains(&o.beta1), "a number in [0, 1)");
-        c.float("optim.beta2", o.beta2, (0.0..1.0).contains(&o.beta2), "a number in [0, 1)");
-        c.float("optim.eps", o.eps, o.eps > 0.0, "a finite number > 0");
-        c.float(
-            "optim.momentum",
-            o.momentum,
-            (0.0..1.0).contains(&o.momentum),
-            "a number in [0, 1)",
-        );
-        c.float(
-            "optim.warmup_frac",
-            o.warmup_frac,
-            (0.0..=1.0).contains(&o.warmup_frac),
-            "a number in [0, 1]",
-        );
-        c.float(
-            "optim.min_lr_frac",
-            o.min_lr_frac,
-            (0.0..=1.0).contains(&o.min_lr_frac),
-            "a number in [0, 1]",
-        );
-        if let Some(w) = o.warmup_steps {
-            if w > t.steps {
-                c.fail("optim.warmup_steps", w, &format!("at most train.steps ({})", t.steps));
-            }
+        c.positive("optim.eps", o.eps);
+        for (key, v) in
+            [("optim.beta1", o.beta1), ("optim.beta2", o.beta2), ("optim.momentum", o.momentum)]
+        {
+            c.float(key, v, (0.0..1.0).contains(&v), "a number in [0, 1)");
+        }
+        for (key, v) in [("optim.warmup_frac", o.warmup_frac), ("optim.min_lr_frac", o.min_lr_frac)]
+        {
+            c.float(key, v, (0.0..=1.0).contains(&v), "a number in [0, 1]");
+        }
+        if let Some(w) = o.warmup_steps.filter(|&w| w > t.steps) {
+            c.fail("optim.warmup_steps", w, &format!("at most train.steps ({})", t.steps));
         }
         if let Some(l) = &self.lora {
-            if l.r < 1 {
-                c.fail("lora.r", l.r, "an integer >= 1");
-            }
-            c.float("lora.alpha", l.alpha, l.alpha > 0.0, "a finite number > 0");
+            c.at_least_one("lora.r", l.r);
+            c.positive("lora.alpha", l.alpha);
             c.float(
                 "lora.dropout",
                 l.dropout,
@@ -577,42 +566,29 @@ impl ExperimentConfig {
         if let Some(sp) = &self.soft_prompt {
             c.count("soft_prompt.length", sp.length);
             if let soft_prompt::SoftPromptInit::Normal { std: Some(s) } = sp.init {
-                c.float("soft_prompt.init.std", s, s > 0.0, "a finite number > 0");
+                c.positive("soft_prompt.init.std", s);
             }
-        }
-        if let Some(n) = self.data.max_len {
-            c.count("data.max_len", n);
         }
         if let Some(s) = &self.model.scratch {
-            for (key, v) in [
-                ("image_size", s.image_size),
-                ("patch_size", s.patch_size),
-                ("vision_hidden", s.vision_hidden),
-                ("vision_layers", s.vision_layers),
-                ("vision_heads", s.vision_heads),
-                ("vision_mlp", s.vision_mlp),
-                ("text_hidden", s.text_hidden),
+            let sizes =
+                [("image_size", s.image_size), ("patch_size", s.patch_size), ("heads", s.heads)];
+            let sizes = sizes
+                .into_iter()
+                .chain([("vision_hidden", s.vision_hidden), ("kv_heads", s.kv_heads)]);
+            let sizes =
+                sizes.chain([("vision_layers", s.vision_layers), ("vision_heads", s.vision_heads)]);
+            let sizes = sizes.chain([("vision_mlp", s.vision_mlp), ("text_hidden", s.text_hidden)]);
+            let sizes = sizes.chain([
                 ("text_layers", s.text_layers),
-                ("heads", s.heads),
-                ("kv_heads", s.kv_heads),
                 ("head_dim", s.head_dim),
                 ("text_mlp", s.text_mlp),
-            ] {
-                if v < 1 {
-                    c.fail(&format!("model.scratch.{key}"), v, "an integer >= 1");
-                }
-            }
-            c.float("model.scratch.init_std", s.init_std, s.init_std > 0.0, "a finite number > 0");
+            ]);
+            sizes.for_each(|(key, v)| c.at_least_one(&format!("model.scratch.{key}"), v));
+            c.positive("model.scratch.init_std", s.init_std);
         }
         if let Some(h) = self.model.custom.as_ref().and_then(|c| c.projector_hidden) {
-            if h < 1 {
-                c.fail("model.custom.projector_hidden", h, "an integer >= 1");
-            }
+            c.at_least_one("model.custom.projector_hidden", h);
         }
-        let e = &self.eval;
-        c.count("eval.num_beams", e.num_beams);
-        c.count("eval.max_new_tokens", e.max_new_tokens);
-        c.count("eval.batch_size", e.batch_size);
         for (key, v) in [("eval.val_subset", e.val_subset), ("eval.test_subset", e.test_subset)] {
             if v == Some(0) {
                 c.fail(key, 0, "an integer >= 1 (omit it to use every image)");
@@ -677,6 +653,16 @@ impl Checks {
         if value == 0 {
             self.fail(key, value, "an integer >= 1");
         }
+    }
+
+    fn at_least_one(&mut self, key: &str, value: i64) {
+        if value < 1 {
+            self.fail(key, value, "an integer >= 1");
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: f64) {
+        self.float(key, value, value > 0.0, "a finite number > 0");
     }
 
     /// A float that must be finite and satisfy `ok`.

@@ -17,22 +17,6 @@ pub enum DeviceSpec {
 }
 
 impl DeviceSpec {
-    pub(crate) fn from_word(s: &str) -> Option<Self> {
-        match s {
-            "cpu" => Some(Self::Cpu),
-            "cuda" => Some(Self::Cuda(0)),
-            _ => s.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
-        }
-    }
-
-    pub(crate) fn word(self) -> String {
-        match self {
-            Self::Cpu => "cpu".into(),
-            Self::Cuda(i) => format!("cuda:{i}"),
-            Self::Unspecified => String::new(),
-        }
-    }
-
     /// The libtorch device, after checking that CUDA is usable and the GPU exists.
     pub fn resolve(self) -> Result<Device, TrainError> {
         let i = match self {

@@ -18,15 +18,6 @@ pub struct EvalOutput {
     pub references: BTreeMap<String, Vec<String>>,
 }
 
-impl EvalOutput {
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        self.metrics
-            .iter()
-            .find(|(n, _)| n == name || n.starts_with(&format!("{name} ")))
-            .map(|(_, v)| *v)
-    }
-}
-
 pub fn metrics_options(cfg: &EvalConfig) -> metrics::Options {
     metrics::Options { meteor: cfg.meteor, ..Default::default() }
 }

@@ -13,18 +13,12 @@ pub struct LossScaler {
 
 impl LossScaler {
     pub fn update(&mut self, finite: bool) {
-        if !self.enabled {
-            return;
-        }
-        if finite {
-            self.good += 1;
-            if self.good >= 2000 {
-                self.scale *= 2.0;
-                self.good = 0;
-            }
-        } else {
-            self.scale = (self.scale / 2.0).max(1.0);
-            self.good = 0;
+        if self.enabled {
+            (self.scale, self.good) = match (finite, self.good + 1 >= 2000) {
+                (false, _) => ((self.scale / 2.0).max(1.0), 0),
+                (true, true) => (self.scale * 2.0, 0),
+                (true, false) => (self.scale, self.good + 1),
+            };
         }
     }
 

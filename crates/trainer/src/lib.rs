@@ -83,9 +83,4 @@ pub enum TrainError {
     Torch(tch::TchError),
 }
 
-// By hand, not `#[from]`: a `source` would make `{:#}` print the libtorch message twice.
-impl From<tch::TchError> for TrainError {
-    fn from(e: tch::TchError) -> Self {
-        TrainError::Torch(e)
-    }
-}
+weights::torch_error_from!(TrainError);

@@ -16,13 +16,12 @@ const PREFIX: &str = "base_model.model.";
 
 /// Our module name (hub layout) -> the module name transformers 5.x gives it (what PEFT writes).
 fn module_5x(module: &str) -> String {
-    if let Some(rest) = module.strip_prefix("vision_tower.vision_model.") {
-        format!("model.vision_tower.{rest}")
-    } else if let Some(rest) = module.strip_prefix("language_model.model.") {
-        format!("model.language_model.{rest}")
-    } else {
-        format!("model.{module}")
+    for [outer, inner] in [names::VISION, names::LANGUAGE] {
+        if let Some(rest) = module.strip_prefix(&format!("{outer}.{inner}.")) {
+            return format!("model.{outer}.{rest}");
+        }
     }
+    format!("model.{module}")
 }
 
 /// A PEFT key -> `(our module name, "lora_A" | "lora_B")`.

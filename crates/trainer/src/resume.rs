@@ -27,15 +27,11 @@ fn config_fingerprint(cfg: &ExperimentConfig) -> String {
 pub fn fresh_state(cfg: &ExperimentConfig, built: &Built) -> RunState {
     let fingerprint = config_fingerprint(cfg);
     RunState {
-        step: 0,
-        cursor_epoch: 0,
-        cursor_position: 0,
-        nan_hits: 0,
         loss_scale: if built.base_dtype == DType::F16 { 65536.0 } else { 1.0 },
-        good_steps: 0,
         config_hash: strategy::hex(&sha2::Sha256::digest(&fingerprint)),
         base_hash: built.base_hash.clone(),
         config: serde_json::from_str(&fingerprint).ok(),
+        ..Default::default()
     }
 }
 
@@ -99,26 +95,20 @@ fn check_same_run(
 
 /// `key: old -> new` for every leaf that differs between two configs (dotted keys, as `--set` takes them).
 fn config_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-    fn leaves(v: &serde_json::Value, prefix: String, out: &mut BTreeMap<String, String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, x) in m {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    leaves(x, key, out);
-                }
-            }
-            other => {
-                out.insert(prefix, other.to_string());
-            }
+    fn leaves(v: &serde_json::Value, key: String, out: &mut BTreeMap<String, String>) {
+        let dot = if key.is_empty() { "" } else { "." };
+        match v.as_object() {
+            Some(m) => m.iter().for_each(|(k, x)| leaves(x, format!("{key}{dot}{k}"), out)),
+            None => drop(out.insert(key, v.to_string())),
         }
     }
     let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
     leaves(old, String::new(), &mut a);
     leaves(new, String::new(), &mut b);
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let unset = "(unset)".to_string();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| format!("{k}: {} -> {}", a.get(k).unwrap_or(&unset), b.get(k).unwrap_or(&unset)))
-        .collect()
+    let shown = |m: &BTreeMap<String, String>, k: &String| {
+        m.get(k).cloned().unwrap_or_else(|| "(unset)".into())
+    };
+    let changed = keys.into_iter().filter(|k| a.get(*k) != b.get(*k));
+    changed.map(|k| format!("{k}: {} -> {}", shown(&a, k), shown(&b, k))).collect()
 }

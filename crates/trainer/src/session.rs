@@ -9,6 +9,7 @@ use crate::memory::{self, PlanInput};
 use crate::optim::Optimizer;
 use crate::run::{self, RunDir};
 use crate::schedule::Schedule;
+use crate::setting::Setting;
 use crate::step::{forward_backward, StepOptions};
 use crate::strategy::{self, Built};
 use crate::what_trains::WhatTrains;
@@ -105,16 +106,7 @@ impl<'a> Session<'a> {
     /// A dry run ends after the trainable table and the memory plan; its temporary run directory goes.
     pub fn dry_run_summary(self) -> crate::TrainSummary {
         let _ = std::fs::remove_dir_all(&self.run.path);
-        crate::TrainSummary {
-            run_dir: self.run.path.clone(),
-            steps: 0,
-            first_loss: None,
-            last_loss: None,
-            final_metrics: vec![],
-            before_metrics: None,
-            baseline_metrics: None,
-            report: None,
-        }
+        crate::TrainSummary { run_dir: self.run.path.clone(), ..Default::default() }
     }
 
     /// Records the run in `run.json` (what trains, on what, the plan) and writes its resolved config.
@@ -344,7 +336,13 @@ impl<'a> Session<'a> {
         if due || stop.is_some() || step == cfg.train.steps {
             self.save_checkpoint()?;
         }
-        match stop {
+        // The signal read above, not a fresh read: one arriving after the checkpoint decision waits a step.
+        stop.map_or(Ok(()), |signal| Err(self.interrupted(signal)?))
+    }
+
+    /// A signal asked to stop: `run.json` says so, and the error carries the exit code (128 + signal).
+    pub fn stop_if_signalled(&self) -> Result<(), TrainError> {
+        match interrupt::requested() {
             Some(signal) => Err(self.interrupted(signal)?),
             None => Ok(()),
         }
@@ -362,8 +360,7 @@ impl<'a> Session<'a> {
         )
     }
 
-    /// Marks the run interrupted in `run.json` and builds the error the CLI turns into exit code 128 + signal.
-    pub fn interrupted(&self, signal: interrupt::Signal) -> Result<TrainError, TrainError> {
+    fn interrupted(&self, signal: interrupt::Signal) -> Result<TrainError, TrainError> {
         self.bar.abandon();
         let step = self.state.step;
         let checkpoint = self.run.checkpoints().join(format!("step-{step:06}"));

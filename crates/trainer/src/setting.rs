@@ -7,74 +7,47 @@ use metrics::MeteorMode;
 use rsicd_data::{Format, Resample};
 use weights::DType;
 
-pub trait Setting: Sized {
-    /// What the word may be, for error messages.
-    const EXPECTED: &'static str;
-    fn from_word(s: &str) -> Option<Self>;
-    fn word(&self) -> String;
+pub trait Setting: Sized + Copy + PartialEq + 'static {
+    /// Each value's words, the one written first; a type with a parser of its own overrides the two methods.
+    const WORDS: &'static [(&'static str, Self)];
 
-    /// Parses `s`, or says what was expected (clap value parser and config loading share it).
+    /// Parses `s`, or says what was expected (command-line options and config loading share it).
     fn parse_setting(s: &str) -> Result<Self, String> {
-        Self::from_word(s).ok_or_else(|| format!("`{s}`: expected {}", Self::EXPECTED))
+        let found = Self::WORDS.iter().find(|(w, _)| *w == s).map(|(_, v)| *v);
+        let words: Vec<&str> = Self::WORDS.iter().map(|(w, _)| *w).collect();
+        found.ok_or_else(|| format!("unknown value `{s}`: expected one of {}", words.join(", ")))
+    }
+
+    fn word(&self) -> String {
+        Self::WORDS.iter().find(|(_, v)| v == self).map_or_else(String::new, |(w, _)| w.to_string())
     }
 }
 
 impl Setting for DType {
-    const EXPECTED: &'static str = "f32, bf16 or f16";
-    fn from_word(s: &str) -> Option<Self> {
-        DType::parse(s).ok()
-    }
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("f32", DType::F32), ("bf16", DType::Bf16), ("f16", DType::F16)];
     fn parse_setting(s: &str) -> Result<Self, String> {
         DType::parse(s).map_err(|e| e.to_string())
-    }
-    fn word(&self) -> String {
-        self.name().into()
     }
 }
 
 impl Setting for Resample {
-    const EXPECTED: &'static str =
-        "bicubic (as the HF processor) or bilinear (antialiased, as big_vision)";
-    fn from_word(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-    fn word(&self) -> String {
-        match self {
-            Resample::Bicubic => "bicubic",
-            Resample::BilinearAntialias => "bilinear",
-        }
-        .into()
-    }
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("bicubic", Resample::Bicubic), ("bilinear", Resample::BilinearAntialias)];
 }
 
 impl Setting for MeteorMode {
-    const EXPECTED: &'static str = "auto, exact, approx or skip";
-    fn from_word(s: &str) -> Option<Self> {
-        Some(match s {
-            "auto" => MeteorMode::Auto,
-            "exact" => MeteorMode::Exact,
-            "approx" => MeteorMode::Approximate,
-            "skip" => MeteorMode::Skip,
-            _ => return None,
-        })
-    }
-    fn word(&self) -> String {
-        match self {
-            MeteorMode::Auto => "auto",
-            MeteorMode::Exact => "exact",
-            MeteorMode::Approximate => "approx",
-            MeteorMode::Skip => "skip",
-        }
-        .into()
-    }
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("auto", MeteorMode::Auto),
+        ("exact", MeteorMode::Exact),
+        ("approx", MeteorMode::Approximate),
+        ("skip", MeteorMode::Skip),
+    ];
 }
 
 impl Setting for Format {
-    const EXPECTED: &'static str = "a dataset format of docs/data.md";
-    fn from_word(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-    // rsicd-data's own message lists its formats, so a new format is not listed here too.
+    const WORDS: &'static [(&'static str, Self)] = &[];
+    // rsicd-data's own parser and message list its formats, so a new format is not listed here too.
     fn parse_setting(s: &str) -> Result<Self, String> {
         s.parse().map_err(|e: rsicd_data::DataError| e.to_string())
     }
@@ -84,16 +57,22 @@ impl Setting for Format {
 }
 
 impl Setting for DeviceSpec {
-    const EXPECTED: &'static str = "cpu, cuda or cuda:N";
-    fn from_word(s: &str) -> Option<Self> {
-        DeviceSpec::from_word(s)
-    }
+    const WORDS: &'static [(&'static str, Self)] = &[];
     fn parse_setting(s: &str) -> Result<Self, String> {
-        DeviceSpec::from_word(s)
-            .ok_or_else(|| format!("unknown device `{s}`: expected {}", Self::EXPECTED))
+        let cuda = |i: &str| i.parse().ok().map(DeviceSpec::Cuda);
+        let spec = match s {
+            "cpu" => Some(DeviceSpec::Cpu),
+            "cuda" => Some(DeviceSpec::Cuda(0)),
+            _ => s.strip_prefix("cuda:").and_then(cuda),
+        };
+        spec.ok_or_else(|| format!("unknown device `{s}`: expected cpu, cuda or cuda:N"))
     }
     fn word(&self) -> String {
-        DeviceSpec::word(*self)
+        match self {
+            DeviceSpec::Cpu => "cpu".into(),
+            DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+            DeviceSpec::Unspecified => String::new(),
+        }
     }
 }
 
@@ -107,21 +86,17 @@ pub mod serde_word {
     }
 
     pub fn deserialize<'de, T: Setting, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-        let word = String::deserialize(d)?;
-        T::parse_setting(&word).map_err(serde::de::Error::custom)
+        T::parse_setting(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 /// The same for an optional field.
 pub mod serde_word_opt {
     use super::Setting;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<T: Setting, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_some(&v.word()),
-            None => s.serialize_none(),
-        }
+        v.map(|v| v.word()).serialize(s)
     }
 
     pub fn deserialize<'de, T: Setting, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
@@ -149,6 +124,7 @@ mod tests {
         for w in ["cpu", "cuda:0", "cuda:3"] {
             assert_eq!(DeviceSpec::parse_setting(w).unwrap().word(), w);
         }
+        assert_eq!(Format::parse_setting("coco").unwrap().word(), "coco");
         assert_eq!(DeviceSpec::parse_setting("cuda").unwrap().word(), "cuda:0");
         let e = DeviceSpec::parse_setting("gpu").unwrap_err();
         assert!(e.contains("unknown device `gpu`") && e.contains("cuda:N"), "{e}");

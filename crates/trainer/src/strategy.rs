@@ -270,14 +270,16 @@ fn build_custom(
         ParamInit::Empty,
     )?;
     let sckpt = Checkpoint::open(&c.siglip).map_err(paligemma::PaliGemmaError::from)?;
-    weights::load_into_scope(vs, "vision_tower.", &sckpt, |k| match siglip::standalone_key(k) {
-        KeyMapping::Var(v) => KeyMapping::Var(format!("vision_tower.vision_model.{v}")),
+    let [vt, vm] = names::VISION;
+    weights::load_into_scope(vs, &format!("{vt}."), &sckpt, |k| match siglip::standalone_key(k) {
+        KeyMapping::Var(v) => KeyMapping::Var(format!("{vt}.{vm}.{v}")),
         KeyMapping::Ignore => KeyMapping::Ignore,
     })
     .map_err(paligemma::PaliGemmaError::from)?;
     let gckpt = Checkpoint::open(&c.gemma).map_err(paligemma::PaliGemmaError::from)?;
-    weights::load_into_scope(vs, "language_model.", &gckpt, |k| match gemma::causal_lm_key(k) {
-        KeyMapping::Var(v) => KeyMapping::Var(format!("language_model.model.{v}")),
+    let [lt, lm_inner] = names::LANGUAGE;
+    weights::load_into_scope(vs, &format!("{lt}."), &gckpt, |k| match gemma::causal_lm_key(k) {
+        KeyMapping::Var(v) => KeyMapping::Var(format!("{lt}.{lm_inner}.{v}")),
         KeyMapping::Ignore => KeyMapping::Ignore,
     })
     .map_err(paligemma::PaliGemmaError::from)?;

@@ -20,7 +20,7 @@ pub struct TrainOptions {
     pub skip_image_check: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TrainSummary {
     pub run_dir: PathBuf,
     pub steps: usize,
@@ -48,9 +48,7 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
     s.record_start()?;
     s.baselines()?;
     s.bar.set_position(s.state.step as u64);
-    if let Some(signal) = interrupt::requested() {
-        return Err(s.interrupted(signal)?);
-    }
+    s.stop_if_signalled()?;
     while s.state.step < cfg.train.steps {
         if let StepOutcome::Skipped { what } = s.step()? {
             s.skipped(&what)?;
@@ -58,8 +56,6 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
         s.advance();
         s.after_step()?;
     }
-    if let Some(signal) = interrupt::requested() {
-        return Err(s.interrupted(signal)?);
-    }
+    s.stop_if_signalled()?;
     s.finish()
 }

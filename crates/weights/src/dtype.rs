@@ -28,29 +28,11 @@ impl DType {
         }
     }
 
-    pub fn from_kind(kind: Kind) -> Option<Self> {
-        match kind {
-            Kind::Float => Some(Self::F32),
-            Kind::BFloat16 => Some(Self::Bf16),
-            Kind::Half => Some(Self::F16),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
             Self::F16 => "f16",
-        }
-    }
-
-    /// The dtype name transformers writes in `config.json` (`dtype` / `torch_dtype`).
-    pub fn hf_name(self) -> &'static str {
-        match self {
-            Self::F32 => "float32",
-            Self::Bf16 => "bfloat16",
-            Self::F16 => "float16",
         }
     }
 }

@@ -28,10 +28,20 @@ pub enum WeightsError {
     Torch(tch::TchError),
 }
 
-impl From<tch::TchError> for WeightsError {
-    fn from(e: tch::TchError) -> Self {
-        WeightsError::Torch(e)
-    }
+crate::torch_error_from!(WeightsError);
+
+/// `impl From<tch::TchError>` into an error type's `Torch(tch::TchError)` variant. By hand rather than with
+/// thiserror's `#[from]`, which would also make it the error's `source`, and `{:#}` would print the libtorch message
+/// twice ("libtorch: X: X").
+#[macro_export]
+macro_rules! torch_error_from {
+    ($t:ty) => {
+        impl From<tch::TchError> for $t {
+            fn from(e: tch::TchError) -> Self {
+                Self::Torch(e)
+            }
+        }
+    };
 }
 
 fn more_suffix(more: usize) -> String {
