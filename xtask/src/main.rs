@@ -26,73 +26,22 @@ enum Target {
 /// `--help` among the arguments, so `cargo xtask <name> --help` shows the child's own help. The third column is the
 /// line `cargo xtask --help` shows. A new pgrs/pgtools subcommand needs only its row here (the tests check that
 /// every row is a subcommand of its binary and that every subcommand of the two binaries is reachable).
+#[rustfmt::skip]
 const FORWARDED: &[(&str, Target, &str)] = &[
-    (
-        "caption",
-        Target::Cli,
-        "Caption images with an HF-format PaliGemma directory (config.json, safetensors, tokenizer.json)",
-    ),
-    (
-        "demo",
-        Target::Cli,
-        "The main job: generate the synthetic sample, train a small PaliGemma from scratch, evaluate before and after",
-    ),
-    (
-        "train",
-        Target::Cli,
-        "Fine-tune from an experiment file (`--config experiments/….toml [--set key=value] [--dry-run] [--resume run]`)",
-    ),
-    (
-        "eval",
-        Target::Cli,
-        "Evaluate a run (`--run dir`) or an HF model (`--model dir [--adapter dir]`) on a dataset split",
-    ),
+    ("caption", Target::Cli, "Caption images with an HF-format PaliGemma directory (config.json, safetensors, tokenizer.json)"),
+    ("demo", Target::Cli, "The main job: generate the synthetic sample, train a small PaliGemma from scratch, evaluate before and after"),
+    ("train", Target::Cli, "Fine-tune from an experiment file (`--config experiments/….toml [--set key=value] [--dry-run] [--resume run]`)"),
+    ("eval", Target::Cli, "Evaluate a run (`--run dir`) or an HF model (`--model dir [--adapter dir]`) on a dataset split"),
     ("export", Target::Cli, "Merge a run's adapters into its base model and write an HF-format directory"),
-    (
-        "plan",
-        Target::Cli,
-        "Memory plan of an experiment from configs alone (`--config f.toml --architecture pt-224`)",
-    ),
-    (
-        "sweep",
-        Target::Cli,
-        "Train a grid of experiment variants and rank them (`--grid \"optim.lr=1e-4,3e-5\"`)",
-    ),
-    (
-        "score",
-        Target::Tool,
-        "Score captions with the COCO metrics (pycocoevalcap-equal): Bleu_1-4, METEOR, ROUGE_L, CIDEr",
-    ),
-    (
-        "validate",
-        Target::Tool,
-        "Check a dataset: missing/unreadable images, duplicates, empty captions, special tokens, splits, sizes",
-    ),
-    (
-        "eda",
-        Target::Tool,
-        "Exploratory data analysis: stats.json, plots (PNG and SVG) and report.html in --out",
-    ),
-    (
-        "synth",
-        Target::Tool,
-        "Render a deterministic synthetic aerial dataset (Karpathy JSON + PNGs), the demo's data",
-    ),
-    (
-        "download",
-        Target::Tool,
-        "Download a known dataset (see --list), or any file with --url and --sha256; resumable, verified",
-    ),
-    (
-        "report",
-        Target::Tool,
-        "Rebuild a run's plots and self-contained report.html (or every run in a folder)",
-    ),
-    (
-        "compare",
-        Target::Tool,
-        "Compare runs side by side: ranked table (compare.md), compare.html, overlaid curves",
-    ),
+    ("plan", Target::Cli, "Memory plan of an experiment from configs alone (`--config f.toml --architecture pt-224`)"),
+    ("sweep", Target::Cli, "Train a grid of experiment variants and rank them (`--grid \"optim.lr=1e-4,3e-5\"`)"),
+    ("score", Target::Tool, "Score captions with the COCO metrics (pycocoevalcap-equal): Bleu_1-4, METEOR, ROUGE_L, CIDEr"),
+    ("validate", Target::Tool, "Check a dataset: missing/unreadable images, duplicates, empty captions, special tokens, splits, sizes"),
+    ("eda", Target::Tool, "Exploratory data analysis: stats.json, plots (PNG and SVG) and report.html in --out"),
+    ("synth", Target::Tool, "Render a deterministic synthetic aerial dataset (Karpathy JSON + PNGs), the demo's data"),
+    ("download", Target::Tool, "Download a known dataset (see --list), or any file with --url and --sha256; resumable, verified"),
+    ("report", Target::Tool, "Rebuild a run's plots and self-contained report.html (or every run in a folder)"),
+    ("compare", Target::Tool, "Compare runs side by side: ranked table (compare.md), compare.html, overlaid curves"),
 ];
 
 #[derive(Parser)]
