@@ -39,6 +39,10 @@ fn grads(cfg: &trainer::ExperimentConfig, checkpointing: bool) -> Vec<(String, T
 }
 
 fn compare(cfg: &trainer::ExperimentConfig) {
+    // libtorch's random generator is global: the two tests, run in parallel, must not reseed and draw (model init,
+    // LoRA B values) in between each other's builds, or plain and checkpointed would start from different weights.
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _exclusive = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let plain = grads(cfg, false);
     let ckpt = grads(cfg, true);
     assert_eq!(plain.len(), ckpt.len());
