@@ -218,34 +218,13 @@ mod tests {
         names
     }
 
-    /// The comma-separated items of a `{ … }` body up to its closing brace (nesting and strings skipped).
-    fn top_level_items(body: &str) -> Vec<&str> {
-        let end = matching_close(body, 1);
-        let (mut items, mut depth, mut from, mut in_str, mut escaped) =
-            (vec![], 0, 0, false, false);
-        for (i, c) in body[..end].char_indices() {
-            if in_str {
-                (in_str, escaped) = (escaped || c != '"', !escaped && c == '\\');
-                continue;
-            }
-            match c {
-                '"' => in_str = true,
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    items.push(&body[from..i]);
-                    from = i + 1;
-                }
-                _ => {}
-            }
-        }
-        items.push(&body[from..end]);
-        items
-    }
-
-    /// Index in `s` of the bracket that brings the nesting from `depth` (1: `s` starts inside a bracket; 0: `s`
-    /// starts with the opening one) back to 0; strings are skipped.
-    fn matching_close(s: &str, mut depth: i32) -> usize {
+    /// Walks `s` outside string literals with the bracket depth after each character (from `depth`), up to the
+    /// first index where `stop(index, char, depth)` holds.
+    fn walk(
+        s: &str,
+        mut depth: i32,
+        mut stop: impl FnMut(usize, char, i32) -> bool,
+    ) -> Option<usize> {
         let (mut in_str, mut escaped) = (false, false);
         for (i, c) in s.char_indices() {
             if in_str {
@@ -255,16 +234,37 @@ mod tests {
             match c {
                 '"' => in_str = true,
                 '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return i;
-                    }
-                }
+                ')' | ']' | '}' => depth -= 1,
                 _ => {}
             }
+            if stop(i, c, depth) {
+                return Some(i);
+            }
         }
-        panic!("unbalanced brackets in {s:.80}")
+        None
+    }
+
+    /// The comma-separated items of a `{ … }` body up to its closing brace (nesting and strings skipped).
+    fn top_level_items(body: &str) -> Vec<&str> {
+        let end = matching_close(body, 1);
+        let (mut items, mut from) = (vec![], 0);
+        walk(&body[..end], 0, |i, c, depth| {
+            if c == ',' && depth == 0 {
+                items.push(&body[from..i]);
+                from = i + 1;
+            }
+            false
+        });
+        items.push(&body[from..end]);
+        items
+    }
+
+    /// Index in `s` of the bracket that brings the nesting from `depth` (1: `s` starts inside a bracket; 0: `s`
+    /// starts with the opening one) back to 0; strings are skipped.
+    fn matching_close(s: &str, depth: i32) -> usize {
+        let closes = |c: char, d: i32| d == 0 && matches!(c, ')' | ']' | '}');
+        walk(s, depth, |_, c, d| closes(c, d))
+            .unwrap_or_else(|| panic!("unbalanced brackets in {s:.80}"))
     }
 
     fn kebab(variant: &str) -> String {

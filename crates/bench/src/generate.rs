@@ -8,7 +8,7 @@ use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
 use super::{machine, report, Common, Session};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 /// Generation target on CPU: at least 1.5 times the reference's tokens per second.
@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// f32 (ids must match exactly) or bf16 (ids are compared and reported; rounding may split near-ties).
-    #[arg(long, default_value = "f32")]
+    #[arg(long, default_value = "f32", value_parser = dtype_word)]
     pub dtype: String,
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
@@ -39,23 +39,20 @@ fn summary(runs: &[WorkerResult], f: fn(&WorkerResult) -> &Vec<f64>) -> Option<S
     Summary::of(&runs.iter().flat_map(|r| f(r).iter().copied()).collect::<Vec<_>>())
 }
 
+/// `--dtype`, parsed as experiment files parse it and written as the workers expect it (`f32`, `bf16`, `f16`).
+fn dtype_word(s: &str) -> Result<String, String> {
+    <weights::DType as trainer::setting::Setting>::parse_setting(s)
+        .map(|d| trainer::setting::Setting::word(&d))
+}
+
 pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
-    if !matches!(a.dtype.as_str(), "f32" | "bf16" | "f16") {
-        bail!("--dtype `{}`: expected f32, bf16 or f16", a.dtype);
-    }
     let session = c.session()?;
     let model = session.model_or_midsize(a.model.as_deref())?;
     let Session { repo, work, runner, versions, threads, .. } = session;
     let rounds = c.rounds();
     let steps = c.steps.unwrap_or(2);
-    let mut list = cases::generate_cases(c.quick);
-    if let Some(f) = &c.only {
-        list.retain(|k| k.label().contains(f.as_str()));
-    }
-    if list.is_empty() {
-        bail!("no case matches --only {:?}", c.only);
-    }
+    let list = c.select(cases::generate_cases(c.quick), |k| k.label())?;
     let inputs_dir = work.join("inputs");
     std::fs::create_dir_all(&inputs_dir)?;
     eprintln!(

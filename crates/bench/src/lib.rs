@@ -103,6 +103,17 @@ impl Common {
     pub fn rounds(&self) -> usize {
         self.rounds.unwrap_or(if self.quick { 1 } else { 2 })
     }
+
+    /// The cases whose label contains `--only` (all without it); none left is an error.
+    pub fn select<T>(&self, mut list: Vec<T>, label: impl Fn(&T) -> String) -> Result<Vec<T>> {
+        if let Some(f) = &self.only {
+            list.retain(|k| label(k).contains(f.as_str()));
+        }
+        if list.is_empty() {
+            anyhow::bail!("no case matches --only {:?}", self.only);
+        }
+        Ok(list)
+    }
 }
 
 impl Session {

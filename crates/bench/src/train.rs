@@ -93,13 +93,7 @@ pub fn run(a: &Args) -> Result<i32> {
             other => bail!("--dtypes: `{other}` is not f32 or bf16"),
         })
         .collect::<Result<_>>()?;
-    let mut list = cases::train_cases(c.quick, &dtypes);
-    if let Some(f) = &c.only {
-        list.retain(|k| k.label().contains(f.as_str()));
-    }
-    if list.is_empty() {
-        bail!("no case matches --only {:?}", c.only);
-    }
+    let list = c.select(cases::train_cases(c.quick, &dtypes), |k| k.label())?;
 
     // Shared inputs: one batch per (batch size, soft slots), one init per strategy.
     let inputs_dir = work.join("inputs");

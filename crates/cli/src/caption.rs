@@ -1,11 +1,11 @@
 //! `caption`: load an HF-format model directory and caption images.
+use crate::options::{at_least_one, setting};
 use anyhow::{Context, Result};
 use paligemma::{generate, DType, GenerationConfig, LoadOptions, SequenceLayout};
 use rsicd_data::{ImagePreprocessor, Resample};
 use std::path::PathBuf;
 use tch::Tensor;
 use trainer::device::DeviceSpec;
-use trainer::setting::Setting;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,19 +38,6 @@ pub struct Args {
     /// One JSON object per image: {"image", "caption", "token_ids"}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A setting word given on the command line (`--device cuda:1`), parsed by the parser the experiment files use.
-pub fn setting<T: Setting>(option: &str, word: &str) -> Result<T> {
-    T::parse_setting(word).map_err(|e| anyhow::anyhow!("{option}: {e}"))
-}
-
-/// A clap value parser for counts: a whole number >= 1 (clap names the option in its error).
-pub fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number >= 1".into()),
-    }
 }
 
 pub fn run(args: &Args) -> Result<i32> {

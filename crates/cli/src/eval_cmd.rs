@@ -1,6 +1,5 @@
 //! `eval` (any checkpoint, the zero-shot base included) and `export` (merge adapters into an HF directory).
-use crate::caption::at_least_one;
-use crate::caption::setting;
+use crate::options::{at_least_one, setting};
 use anyhow::{bail, Context, Result};
 use metrics::MeteorMode;
 use paligemma::{DType, LoadOptions, SequenceLayout};

@@ -3,6 +3,7 @@
 mod caption;
 mod doctor;
 mod eval_cmd;
+mod options;
 mod plan_cmd;
 mod train_cmd;
 

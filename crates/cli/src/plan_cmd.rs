@@ -17,7 +17,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub architecture: Option<String>,
     /// Caption length in tokens (RSICD captions average about 20 Gemma tokens; 32 covers almost all).
-    #[arg(long, default_value_t = 32, value_parser = crate::caption::at_least_one)]
+    #[arg(long, default_value_t = 32, value_parser = crate::options::at_least_one)]
     pub text_len: usize,
     /// GPU memory to compare against, in GiB.
     #[arg(long, default_value_t = 16.0, value_parser = positive_gib)]

@@ -280,6 +280,37 @@ fn sighup_stops_cleanly_and_a_second_signal_stops_at_once() {
     let _ = std::fs::remove_dir_all(&runs);
 }
 
+/// A launcher may start the trainer with SIGTERM blocked (a signal mask survives exec): the trainer unblocks what it
+/// handles, so preemption still checkpoints and stops.
+#[test]
+fn sigterm_is_handled_even_when_the_launcher_left_it_blocked() {
+    use std::os::unix::process::CommandExt;
+    let data = synth();
+    let runs = temp_dir("pg-blocked");
+    let long = ["--set", "train.checkpoint_every=1000", "--set", "train.steps=100000"];
+    let mut cmd = train(&runs, &data, &long);
+    // SAFETY: runs in the forked child before exec; sigprocmask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let run = wait_for_training(&runs, &mut child);
+    signal(&child, "-TERM");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill(); // only if SIGTERM never arrived
+    assert_eq!(child.wait().unwrap().code(), Some(143), "SIGTERM reached the trainer");
+    assert_eq!(run_json(&run)["interrupted"]["signal"], "SIGTERM");
+}
+
 /// Issue 9, items 2 and 4: with every checkpoint damaged, resume restarts from step 0, moves the damaged ones to
 /// checkpoints/damaged/, keeps the new checkpoints, and starts a fresh metrics log (the old one kept aside).
 #[test]

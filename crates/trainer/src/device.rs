@@ -92,3 +92,16 @@ pub fn check_dtype(device: Device, dtype: DType) -> Result<(), TrainError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_that_is_not_there_is_a_clear_error() {
+        assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), Device::Cpu);
+        let beyond = DeviceSpec::Cuda(1 << 20).resolve().unwrap_err().to_string();
+        let expected = if Cuda::is_available() { "GPU(s) are visible" } else { "no usable GPU" };
+        assert!(beyond.contains(expected), "{beyond}");
+    }
+}
