@@ -38,11 +38,11 @@ pub fn profiled_step(
     lap("embeddings", record);
     let lm = &model.language_model;
     let (ar, valid) = paligemma::ar_valid(&batch.segments);
-    let (mask, rope) = lm.prepare(&x0, &ar, &valid);
+    let pass = lm.prepare(&x0, &ar, &valid);
     lap("mask + RoPE tables", record);
     let mut h = x0;
     for (i, layer) in lm.layers.iter().enumerate() {
-        h = layer.forward_t(&h, &rope, &mask, None, true);
+        h = layer.forward_t(&h, &pass, None, true);
         lap(&format!("decoder layer {i}"), record);
     }
     let h = lm.finish(&h);

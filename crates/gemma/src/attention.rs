@@ -1,8 +1,14 @@
 //! Gemma self-attention: multi-query / grouped-query (`num_key_value_heads` <= `num_attention_heads`), RoPE on q and
-//! k, scale `head_dim^-0.5`, explicit boolean mask, optional KV cache.
-use crate::{GemmaConfig, LayerKv, Rope};
+//! k, an explicit boolean mask, optional KV cache. Gemma 1 scales by `head_dim^-0.5`; Gemma 2 by
+//! `query_pre_attn_scalar^-0.5`, soft-caps the scores (`tanh(s / c) * c`, before the mask) and runs every other layer
+//! with a sliding window (transformers 5.23 `modeling_gemma2.py`, `eager_attention_forward`).
+//!
+//! Without soft-capping the product runs in fused SDPA. Soft-capping sits between the two matmuls, where SDPA has no
+//! hook, so capped layers run `softmax(cap(q k^T * scale) + mask) v` explicitly: scores and softmax in f32, keys and
+//! values shared by their query group without copies (docs/architecture.md, "Attention paths").
+use crate::{GemmaConfig, LayerKv, Pass, Rope};
 use layers::Linear;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 use weights::ParamInit;
 
 #[derive(Debug)]
@@ -14,10 +20,14 @@ pub struct Attention {
     num_heads: i64,
     num_kv_heads: i64,
     head_dim: i64,
+    scale: f64,
+    softcap: Option<f64>,
+    /// Whether this layer attends through the sliding-window mask.
+    pub sliding: bool,
 }
 
 impl Attention {
-    pub fn new(path: nn::Path, cfg: &GemmaConfig, init: ParamInit) -> Self {
+    pub fn new(path: nn::Path, cfg: &GemmaConfig, layer: usize, init: ParamInit) -> Self {
         let (d, hd, bias) = (cfg.hidden_size, cfg.head_dim, cfg.attention_bias);
         let q_out = cfg.num_attention_heads * hd;
         let kv_out = cfg.num_key_value_heads * hd;
@@ -29,15 +39,17 @@ impl Attention {
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: hd,
+            scale: cfg.attention_scale(),
+            softcap: cfg.attn_logit_softcapping,
+            sliding: cfg.layer_window(layer).is_some(),
         }
     }
 
-    /// `xs [B, L, D]`, RoPE tables `[B, 1, L, head_dim]`, `mask [B, 1, L, T]` (true = attend; T = cached + L).
+    /// `xs [B, L, D]` -> `[B, L, D]`; the pass's mask is `[B, 1, L, T]` (true = attend; T = cached + L).
     pub fn forward_t(
         &self,
         xs: &Tensor,
-        rope: &(Tensor, Tensor),
-        mask: &Tensor,
+        pass: &Pass,
         cache: Option<&mut LayerKv>,
         train: bool,
     ) -> Tensor {
@@ -46,25 +58,50 @@ impl Attention {
         let q = split(self.q_proj.forward_t(xs, train), self.num_heads);
         let k = split(self.k_proj.forward_t(xs, train), self.num_kv_heads);
         let v = split(self.v_proj.forward_t(xs, train), self.num_kv_heads);
-        let q = Rope::apply(&q, &rope.0, &rope.1);
-        let k = Rope::apply(&k, &rope.0, &rope.1);
+        let (cos, sin) = &pass.rope;
+        let q = Rope::apply(&q, cos, sin);
+        let k = Rope::apply(&k, cos, sin);
         let (k, v) = match cache {
             Some(c) => c.append(k, v),
             None => (k, v),
         };
-        // SDPA keeps the softmax accumulation in f32 for bf16/f16 inputs; `enable_gqa` broadcasts the KV heads
-        // without materialising copies.
-        let o = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
+        let mask = pass.mask(self.sliding);
+        let o = match self.softcap {
+            None => self.fused(&q, &k, &v, mask),
+            Some(cap) => self.capped(&q, &k, &v, mask, cap),
+        };
+        self.o_proj
+            .forward_t(&o.transpose(1, 2).reshape([b, l, self.num_heads * self.head_dim]), train)
+    }
+
+    /// SDPA keeps the softmax accumulation in f32 for bf16/f16 inputs; `enable_gqa` broadcasts the KV heads
+    /// without materialising copies.
+    fn fused(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
+        Tensor::scaled_dot_product_attention(
+            q,
+            k,
+            v,
             Some(mask),
             0.0,
             false,
-            (self.head_dim as f64).powf(-0.5),
+            self.scale,
             self.num_kv_heads != self.num_heads,
-        );
-        self.o_proj
-            .forward_t(&o.transpose(1, 2).reshape([b, l, self.num_heads * self.head_dim]), train)
+        )
+    }
+
+    /// `softmax(cap(q k^T * scale) + mask) v` with `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]`. The heads of a query
+    /// group are stacked along the rows (`[B, KV, G*L, hd]`) so each group multiplies its own K/V once. The scores
+    /// are upcast to f32 before scaling and capping, the probabilities cast back for the product with `v`
+    /// (transformers multiplies in the activation dtype and caps there; f32 is the more accurate side of that).
+    fn capped(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, cap: f64) -> Tensor {
+        let (b, h, l, hd) = q.size4().expect("[B, H, L, hd]");
+        let (kv, t) = (self.num_kv_heads, k.size()[2]);
+        let g = h / kv;
+        let q = q.reshape([b, kv, g * l, hd]);
+        let scores = q.matmul(&k.transpose(2, 3)).to_kind(Kind::Float) * self.scale;
+        let scores = ((scores / cap).tanh() * cap).view([b, kv, g, l, t]);
+        let scores = scores.masked_fill(&mask.unsqueeze(1).logical_not(), f64::NEG_INFINITY);
+        let probs = scores.softmax(-1, Kind::Float).to_kind(v.kind()).view([b, kv, g * l, t]);
+        probs.matmul(v).view([b, h, l, hd])
     }
 }

@@ -22,6 +22,21 @@ pub fn attention_mask(ar: &Tensor, valid: &Tensor, q_len: i64) -> Tensor {
     allowed.logical_or(&diag).unsqueeze(1)
 }
 
+/// `full [B, 1, q_len, T]` (from `attention_mask`, same `ar`) narrowed to a sliding window for Gemma-2's local layers:
+/// key j stays visible to query i iff `i - j < window`, or both are in the same bidirectional block (same
+/// `cumsum(ar)`, e.g. PaliGemma's image + prefix). Indices count every position, padding included: transformers 5.23
+/// builds the window on cache positions (`sliding_window_overlay`) and lets PaliGemma's prefix block override it
+/// (`block_sequence_ids`), and the KV cache here keeps all positions, so one rule serves prefill and decoding.
+pub fn sliding_window_mask(full: &Tensor, ar: &Tensor, q_len: i64, window: i64) -> Tensor {
+    let t = ar.size()[1];
+    let c = ar.cumsum(1, Kind::Int64);
+    let same_block = c.narrow(1, t - q_len, q_len).unsqueeze(2).eq_tensor(&c.unsqueeze(1));
+    let q_idx = Tensor::arange_start(t - q_len, t, (Kind::Int64, ar.device())).unsqueeze(1);
+    let k_idx = Tensor::arange(t, (Kind::Int64, ar.device())).unsqueeze(0);
+    let near = (q_idx - k_idx).lt(window).unsqueeze(0);
+    full.logical_and(&near.logical_or(&same_block).unsqueeze(1))
+}
+
 /// RoPE positions: 1-based count of valid tokens so far (`cumsum(valid)`, transformers' PaliGemma convention), for
 /// the last `q_len` positions. Padding never shifts the positions of real tokens, so a left-padded row gets the same
 /// positions as the unpadded sequence.
@@ -61,6 +76,30 @@ mod tests {
         assert_eq!(rows(&last), vec![vec![0, 0, 0, 0, 1]]);
         let m3 = attention_mask(&ar, &valid, 2);
         assert_eq!(rows(&m3)[0], vec![1, 1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn sliding_window_keeps_the_prefix_block_whole() {
+        // three prefix tokens (one block), four causal tokens, window 2
+        let ar = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1, 1]).unsqueeze(0);
+        let valid = ar.ones_like().to_kind(Kind::Bool);
+        let full = attention_mask(&ar, &valid, 7);
+        let m = sliding_window_mask(&full, &ar, 7, 2);
+        assert_eq!(
+            rows(&m),
+            vec![
+                vec![1, 1, 1, 0, 0, 0, 0], // the block sees itself whole, whatever the distance
+                vec![1, 1, 1, 0, 0, 0, 0],
+                vec![1, 1, 1, 0, 0, 0, 0],
+                vec![0, 0, 1, 1, 0, 0, 0], // causal tokens: themselves and the one before
+                vec![0, 0, 0, 1, 1, 0, 0],
+                vec![0, 0, 0, 0, 1, 1, 0],
+                vec![0, 0, 0, 0, 0, 1, 1],
+            ]
+        );
+        // the last query alone (cached decoding) gets the last row
+        let last = sliding_window_mask(&attention_mask(&ar, &valid, 1), &ar, 1, 2);
+        assert_eq!(rows(&last), vec![vec![0, 0, 0, 0, 0, 1, 1]]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The Gemma body (`GemmaModel`: embeddings, layers, final norm, tied head) and a standalone causal LM.
+//! The Gemma body (`GemmaModel` / `Gemma2Model`: embeddings, layers, final norm, tied head with Gemma 2's final
+//! soft-capping) and a standalone causal LM.
 use crate::{
-    attention_mask, positions, DecoderLayer, GemmaConfig, GemmaError, KvCache, RmsNorm, Rope,
+    attention_mask, positions, sliding_window_mask, DecoderLayer, GemmaConfig, GemmaError, KvCache,
+    Pass, RmsNorm, Rope,
 };
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
@@ -28,8 +30,9 @@ impl Gemma {
             init.matrix(),
         );
         let lp = path.sub("layers");
-        let layers =
-            (0..cfg.num_hidden_layers).map(|i| DecoderLayer::new(lp.sub(i), cfg, init)).collect();
+        let layers = (0..cfg.num_hidden_layers as usize)
+            .map(|i| DecoderLayer::new(lp.sub(i), cfg, i, init))
+            .collect();
         let norm = RmsNorm::new(path.sub("norm"), cfg.hidden_size, cfg.rms_norm_eps, init);
         let rope = Rope::new(cfg.head_dim, cfg.rope_theta(), path.device());
         Ok(Self { embed_tokens, layers, norm, rope, config: cfg.clone(), kind: path.kind() })
@@ -52,12 +55,15 @@ impl Gemma {
             * self.embed_scale()
     }
 
-    /// What every layer of a pass over `xs [B, L, D]` (the last L positions) shares: the mask and the RoPE tables.
+    /// What every layer of a pass over `xs [B, L, D]` (the last L positions) shares: the masks and the RoPE tables.
     /// `ar`/`valid` `[B, T]` describe the whole sequence including what the cache already holds (`attention_mask`).
-    pub fn prepare(&self, xs: &Tensor, ar: &Tensor, valid: &Tensor) -> (Tensor, (Tensor, Tensor)) {
+    pub fn prepare(&self, xs: &Tensor, ar: &Tensor, valid: &Tensor) -> Pass {
         let q_len = xs.size()[1];
         let rope = self.rope.tables(&positions(valid, q_len), xs.kind());
-        (attention_mask(ar, valid, q_len), rope)
+        let mask = attention_mask(ar, valid, q_len);
+        let window = (0..self.layers.len()).find_map(|i| self.config.layer_window(i));
+        let sliding_mask = window.map(|w| sliding_window_mask(&mask, ar, q_len, w));
+        Pass { rope, mask, sliding_mask }
     }
 
     /// The final norm, applied to the last layer's output.
@@ -79,18 +85,29 @@ impl Gemma {
         mut cache: Option<&mut KvCache>,
         train: bool,
     ) -> Tensor {
-        let (mask, rope) = self.prepare(xs, ar, valid);
+        let pass = self.prepare(xs, ar, valid);
         let mut h = xs.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = layer.forward_t(&h, &rope, &mask, layer_cache, train);
+            h = layer.forward_t(&h, &pass, layer_cache, train);
         }
         self.finish(&h)
     }
 
-    /// Tied output head: `h E^T`, in the embedding table's dtype (callers upcast for the loss).
+    /// Tied output head: `h E^T`, in the embedding table's dtype (callers upcast for the loss), soft-capped when the
+    /// config says so (Gemma 2).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.to_kind(self.embed_tokens.kind()).linear::<Tensor>(&self.embed_tokens, None)
+        self.softcap(
+            hidden.to_kind(self.embed_tokens.kind()).linear::<Tensor>(&self.embed_tokens, None),
+        )
+    }
+
+    /// `tanh(logits / c) * c` with `c = final_logit_softcapping`, in the logits' dtype as transformers does.
+    fn softcap(&self, logits: Tensor) -> Tensor {
+        match self.config.final_logit_softcapping {
+            Some(c) => (logits / c).tanh() * c,
+            None => logits,
+        }
     }
 
     /// The output head for a handful of rows `[rows, D]` (one decoding step of a batch or of the beams): the same
@@ -103,14 +120,14 @@ impl Gemma {
         let rows = hidden.size()[0];
         let e = &self.embed_tokens;
         if rows > 1 && hidden.dim() == 2 && e.device() == Device::Cpu && e.kind() == Kind::Float {
-            e.matmul(&hidden.to_kind(Kind::Float).tr().contiguous()).tr().contiguous()
+            self.softcap(e.matmul(&hidden.to_kind(Kind::Float).tr().contiguous()).tr().contiguous())
         } else {
             self.logits(hidden)
         }
     }
 }
 
-/// `GemmaForCausalLM` for standalone Gemma checkpoints (`model.*` + an optional tied `lm_head.weight`).
+/// `GemmaForCausalLM` / `Gemma2ForCausalLM` for standalone checkpoints (`model.*` + an optional tied `lm_head.weight`).
 #[derive(Debug)]
 pub struct GemmaForCausalLM {
     pub model: Gemma,

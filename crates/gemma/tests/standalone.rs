@@ -1,23 +1,33 @@
-//! A standalone `GemmaForCausalLM` checkpoint (equal to the `mqa` fixture's language model) loads and gives
-//! transformers' logits, with a right-padded batch.
-use gemma::GemmaForCausalLM;
+//! Standalone `GemmaForCausalLM` and `Gemma2ForCausalLM` checkpoints (equal to the `mqa` and `pg2-gqa` fixtures'
+//! language models) load and give transformers' logits, with a right-padded batch (for Gemma 2, longer than the
+//! sliding window, with soft-capping that bites).
+use gemma::{Architecture, GemmaForCausalLM};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 #[test]
 fn causal_lm_matches_transformers() {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fixtures/gemma-standalone");
+    check_causal_lm("gemma-standalone", Architecture::Gemma1);
+}
+
+#[test]
+fn gemma2_causal_lm_matches_transformers() {
+    check_causal_lm("gemma2-standalone", Architecture::Gemma2);
+}
+
+fn check_causal_lm(name: &str, arch: Architecture) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fixtures").join(name);
     let r: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.join("reference.safetensors")).unwrap().into_iter().collect();
     let (_vs, lm) = GemmaForCausalLM::load(&dir, None, Device::Cpu).unwrap();
+    assert_eq!(lm.model.config.architecture(), arch);
     let logits = tch::no_grad(|| lm.forward(&r["input_ids"], &r["attention_mask"]));
     let valid = r["attention_mask"].to_kind(Kind::Bool).unsqueeze(-1).expand_as(&logits);
     let err = f64::try_from(
         (logits.masked_select(&valid) - r["logits"].masked_select(&valid)).abs().max(),
     )
     .unwrap();
-    assert!(err < 1e-4, "max abs error {err}");
+    assert!(err < 1e-4, "{name}: max abs error {err}");
 }
 
 /// The decoding head (`E h^T` for several rows on CPU) is the same product as the plain head: equal to rounding for

@@ -1,4 +1,5 @@
-//! `PaliGemmaConfig` with HF `config.json` names.
+//! `PaliGemmaConfig` with HF `config.json` names, for PaliGemma 1 (Gemma-1 decoder) and PaliGemma 2 (Gemma-2 decoder,
+//! `text_config.model_type: "gemma2"`).
 //!
 //! Missing sub-config fields take transformers' defaults for that sub-config (as `PaliGemmaConfig.__init__` does);
 //! a missing `vision_config`/`text_config` takes transformers' PaliGemma defaults, which are known to be wrong for
@@ -14,6 +15,7 @@ use std::path::Path;
 pub struct PaliGemmaConfig {
     #[serde(default = "d_vision_config")]
     pub vision_config: SiglipVisionConfig,
+    /// Gemma 1 (PaliGemma 1) or Gemma 2 (PaliGemma 2), by its `model_type`.
     #[serde(default = "d_text_config")]
     pub text_config: GemmaConfig,
     /// transformers 5.x reads it as `image_token_id` too.
@@ -91,6 +93,57 @@ impl PaliGemmaConfig {
         Self::pt(896)
     }
 
+    /// `google/paligemma2-{3b,10b,28b}-pt-{224,448,896}` (and the `mix` checkpoints, which share the shapes):
+    /// SigLIP so400m + the Gemma-2 2B / 9B / 27B decoder, the projector mapping to the decoder's width.
+    pub fn paligemma2(size: u32, image_size: i64) -> Option<Self> {
+        let text = GemmaConfig::paligemma2(size)?;
+        if ![224, 448, 896].contains(&image_size) {
+            return None;
+        }
+        let mut vision = SiglipVisionConfig::so400m_patch14(image_size);
+        vision.projection_dim = Some(text.hidden_size);
+        Some(Self {
+            vision_config: vision,
+            projection_dim: text.hidden_size,
+            hidden_size: text.hidden_size,
+            text_config: text,
+            ..Self::pt(224)
+        })
+    }
+
+    /// A released checkpoint by its hub id, with or without `google/`: `paligemma-3b-{pt,mix}-{224,448,896}` and
+    /// `paligemma2-{3b,10b,28b}-{pt,mix}-{224,448,896}` (the `mix` checkpoints have the `pt` shapes).
+    pub fn named(id: &str) -> Option<Self> {
+        let name = id.strip_prefix("google/").unwrap_or(id);
+        let parts: Vec<&str> = name.split('-').collect();
+        let [family, size, kind, res] = parts[..] else { return None };
+        let res: i64 = res.parse().ok()?;
+        if !["pt", "mix"].contains(&kind) || ![224, 448, 896].contains(&res) {
+            return None;
+        }
+        match (family, size) {
+            ("paligemma", "3b") => Some(Self::pt(res)),
+            ("paligemma2", s) => Self::paligemma2(s.strip_suffix('b')?.parse().ok()?, res),
+            _ => None,
+        }
+    }
+
+    /// A tiny PaliGemma 2 for tests: `tiny` with `GemmaConfig::tiny_gemma2` as its decoder.
+    pub fn tiny_paligemma2(vocab_size: i64, image_token_index: i64) -> Self {
+        Self {
+            text_config: GemmaConfig::tiny_gemma2(vocab_size),
+            ..Self::tiny(vocab_size, image_token_index)
+        }
+    }
+
+    /// `"PaliGemma 1"` or `"PaliGemma 2"`, by the decoder.
+    pub fn generation(&self) -> &'static str {
+        match self.text_config.architecture() {
+            gemma::Architecture::Gemma1 => "PaliGemma 1",
+            gemma::Architecture::Gemma2 => "PaliGemma 2",
+        }
+    }
+
     /// A tiny model for tests: 32 px images, 16 image tokens, width 32 / 48, vocabulary `vocab_size` whose last
     /// real id `image_token_index` is `<image>`.
     pub fn tiny(vocab_size: i64, image_token_index: i64) -> Self {
@@ -109,8 +162,13 @@ impl PaliGemmaConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let err = |msg: String| PaliGemmaError::File { path: path.to_path_buf(), msg };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        let cfg: Self = serde_path_to_error::deserialize(de)
+        let mut value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if let Some(text_config) = value.get_mut("text_config") {
+            GemmaConfig::prepare_value(text_config)
+                .map_err(|m| err(format!("text_config: {m}")))?;
+        }
+        let cfg: Self = serde_path_to_error::deserialize(value)
             .map_err(|e| err(format!("key `{}`: {}", e.path(), e.inner())))?;
         cfg.validate().map_err(|e| err(e.to_string()))?;
         Ok(cfg)
@@ -130,7 +188,8 @@ impl PaliGemmaConfig {
         let bad = |m: String| Err(PaliGemmaError::Config(m));
         if self.model_type != "paligemma" {
             return bad(format!(
-                "model_type is `{}`; this crate implements PaliGemma v1 (`paligemma`)",
+                "model_type is `{}`; this crate implements PaliGemma 1 and 2 (`paligemma`, with a `gemma` or \
+                 `gemma2` text_config)",
                 self.model_type
             ));
         }

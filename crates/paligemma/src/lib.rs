@@ -1,6 +1,8 @@
-//! PaliGemma v1: SigLIP vision tower -> linear projector -> Gemma decoder, with the prefix-LM attention pattern.
+//! PaliGemma 1 and 2: SigLIP vision tower -> linear projector -> Gemma (1) or Gemma-2 (2) decoder, with the prefix-LM
+//! attention pattern.
 //!
-//! - `config`: `PaliGemmaConfig` from HF `config.json`, named constructors for paligemma-3b-pt-224/448/896, `tiny()`.
+//! - `config`: `PaliGemmaConfig` from HF `config.json`, named constructors for paligemma-3b-pt-224/448/896 and
+//!   paligemma2-{3b,10b,28b}-pt-{224,448,896} (`named` takes hub ids), `tiny()`.
 //! - `segment` / `sequence`: the one sequence builder `[image x N][bos][prefix]["\n"][suffix][eos]` with explicit
 //!   segment ids (image, soft prompt, prefix, suffix, pad) from which masks, positions and labels all derive.
 //! - `model`: the composition, a training forward that computes logits only at supervised positions, and the loss.

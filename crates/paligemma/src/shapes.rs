@@ -47,8 +47,9 @@ impl PaliGemmaConfig {
         out.push((format!("{lp}.embed_tokens.weight"), vec![t.vocab_size, h]));
         for i in 0..t.num_hidden_layers {
             let l = format!("{lp}.layers.{i}");
-            out.push((format!("{l}.input_layernorm.weight"), vec![h]));
-            out.push((format!("{l}.post_attention_layernorm.weight"), vec![h]));
+            for n in gemma::DecoderLayer::norm_names(t.architecture()) {
+                out.push((format!("{l}.{n}.weight"), vec![h]));
+            }
             for (n, o, i_) in
                 [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)]
             {

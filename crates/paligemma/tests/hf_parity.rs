@@ -1,6 +1,8 @@
 //! Numerical parity with transformers 5.23 on the tiny fixtures: vision features, image features, logits and loss
 //! (f32: max abs 1e-4 / 1e-5), the processor's token layout, and greedy / beam-3 ids (exact), for multi-query,
-//! grouped-query and multi-head attention, three image sizes, both checkpoint naming schemes and a sharded copy.
+//! grouped-query and multi-head attention, three image sizes, both checkpoint naming schemes and a sharded copy; for
+//! PaliGemma 1 (`mqa`, `gqa`, `mha`) and PaliGemma 2 (`pg2-gqa`, `pg2-mqa`: soft-capping that saturates, a sliding
+//! window shorter than every sequence, `query_pre_attn_scalar` != `head_dim`, default and explicit layer patterns).
 mod common;
 
 use common::{fixtures, max_abs, segments_from_hf, Reference};
@@ -73,6 +75,19 @@ fn mha_matches_hf() {
     check_forward("mha-hub", "mha");
 }
 
+#[test]
+fn paligemma2_gqa_matches_hf() {
+    for dir in ["pg2-gqa", "pg2-gqa-hub", "pg2-gqa-sharded"] {
+        check_forward(dir, "pg2-gqa");
+    }
+}
+
+#[test]
+fn paligemma2_mqa_with_explicit_layer_types_matches_hf() {
+    check_forward("pg2-mqa", "pg2-mqa");
+    check_forward("pg2-mqa-hub", "pg2-mqa");
+}
+
 fn layout(m: &paligemma::Loaded) -> SequenceLayout {
     let t = &m.tokenizer;
     SequenceLayout::new(
@@ -92,7 +107,7 @@ fn build(m: &paligemma::Loaded, prefix: &str, suffix: Option<&str>) -> Sequence 
 
 #[test]
 fn sequence_builder_matches_the_hf_processor() {
-    for name in ["mqa", "gqa", "mha"] {
+    for name in ["mqa", "gqa", "mha", "pg2-gqa", "pg2-mqa"] {
         let r = Reference::load(name);
         let m = load(&fixtures().join(name), opts(None)).unwrap();
         let (prefixes, suffixes) = (r.strings("prefixes"), r.strings("suffixes"));
@@ -155,11 +170,21 @@ fn generation_matches_hf_mha_with_eos() {
     check_generation("mha");
 }
 
+#[test]
+fn generation_matches_hf_paligemma2_gqa() {
+    check_generation("pg2-gqa");
+}
+
+#[test]
+fn generation_matches_hf_paligemma2_mqa() {
+    check_generation("pg2-mqa");
+}
+
 /// bf16 drift: our bf16 logits may not be further from the f32 reference than transformers' own bf16 logits are,
 /// give or take a factor 2 (rounding order differs: norms and softmax in f32 here, LayerNorm in bf16 there).
 #[test]
 fn bf16_stays_within_the_reference_drift() {
-    for name in ["mqa", "gqa", "mha"] {
+    for name in ["mqa", "gqa", "mha", "pg2-gqa", "pg2-mqa"] {
         let r = Reference::load(name);
         let m = load(&fixtures().join(name), opts(Some(DType::Bf16))).unwrap();
         assert_eq!(m.model.kind(), Kind::BFloat16);

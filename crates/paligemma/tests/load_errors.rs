@@ -154,3 +154,36 @@ fn dtype_is_kept_or_cast_as_asked() {
         assert!(m.vs.variables().values().all(|t| t.kind() == kind));
     }
 }
+
+/// The known trap of other tools: PaliGemma 2 weights under a PaliGemma 1 (`gemma`) config run without the Gemma-2
+/// norms and soft-capping and emit empty captions. Strict loading names the first weight that has no place.
+#[test]
+fn paligemma2_weights_under_a_gemma1_config_are_refused() {
+    let dir = common::temp_dir("pg-load-pg2-as-pg1");
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("pg2-gqa-hub/config.json")).unwrap(),
+    )
+    .unwrap();
+    let text = cfg["text_config"].as_object_mut().unwrap();
+    text.insert("model_type".into(), "gemma".into());
+    for k in [
+        "query_pre_attn_scalar",
+        "sliding_window",
+        "layer_types",
+        "final_logit_softcapping",
+        "attn_logit_softcapping",
+    ] {
+        text.remove(k);
+    }
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(fixtures().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let w = Tensor::read_safetensors(fixtures().join("pg2-gqa-hub/model.safetensors")).unwrap();
+    write(&dir, &w);
+    let e = err_of(&dir, None);
+    assert!(e.contains("unexpected key") && e.contains("feedforward_layernorm"), "{e}");
+    // and a Gemma-2 field under `gemma` is refused by name before any weight is read
+    cfg["text_config"]["final_logit_softcapping"] = 30.0.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let e = err_of(&dir, None);
+    assert!(e.contains("final_logit_softcapping") && e.contains("gemma2"), "{e}");
+}

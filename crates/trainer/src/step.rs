@@ -42,8 +42,8 @@ pub fn forward_backward(
         if !o.checkpointing {
             return loss_backward(&lm.forward_embeds(&x0, &ar, &valid, None, true));
         }
-        let (mask, rope) = lm.prepare(&x0, &ar, &valid);
-        let run = |l: &gemma::DecoderLayer, h: &Tensor| l.forward_t(h, &rope, &mask, None, true);
+        let pass = lm.prepare(&x0, &ar, &valid);
+        let run = |l: &gemma::DecoderLayer, h: &Tensor| l.forward_t(h, &pass, None, true);
         let seed = |i: usize| o.seed.wrapping_add(i as i64);
         checkpointed(&lm.layers, &x0, run, seed, |last| loss_backward(&lm.finish(last)))
     };
