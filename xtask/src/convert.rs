@@ -1,13 +1,16 @@
-//! `cargo xtask convert --from <big_vision .npz> --to <dir>`: a big_vision PaliGemma checkpoint (Kaggle / GCS
-//! `paligemma-3b-pt-224.npz`, `.bf16.npz`, `.f16.npz`) to an HF-layout directory (`model.safetensors` with the hub key
-//! names, `config.json`, optionally `tokenizer.json`).
+//! `cargo xtask convert --from <big_vision .npz> --to <dir>`: a big_vision PaliGemma 1 or PaliGemma 2 checkpoint
+//! (Kaggle / GCS `paligemma-3b-pt-224.npz`, `paligemma2-3b-pt-224.b16.npz`, `.bf16.npz`, `.f16.npz`) to an HF-layout
+//! directory (`model.safetensors` with the hub key names, `config.json`, optionally `tokenizer.json`).
 //!
-//! The mapping and reshapes follow transformers' own converter (transformers'
-//! `convert_paligemma_weights_to_hf.py`): scanned layer stacks are split per layer, Flax kernels transposed to
+//! The mapping and reshapes follow transformers' own converters (`convert_paligemma_weights_to_hf.py`,
+//! `convert_paligemma2_weights_to_hf.py`): scanned layer stacks are split per layer, Flax kernels transposed to
 //! PyTorch's `[out, in]`, attention `DenseGeneral` kernels flattened head-major. The architecture is read off the
-//! array shapes, so 224/448/896 checkpoints (and tiny test ones) need no flags. The vocabulary is extended as HF's
-//! converter does: `<image>` gets id `V_bv` and the table is padded to a multiple of 64 rows; the new rows (never
-//! looked up as text) are set to the mean embedding instead of HF's random draws, so conversion is deterministic.
+//! array shapes, so 224/448/896 checkpoints (and tiny test ones) need no flags; one with Gemma 2's post-attention and
+//! post-MLP norm stacks is PaliGemma 2 and gets the Gemma-2 `config.json` transformers' converter writes (soft-capping
+//! 50 / 30, window 4096), with big_vision's query scale (`head_dim`; `width / heads` for the 27B decoder, which the
+//! shapes identify). The vocabulary is extended as HF's converter does: `<image>` gets id `V_bv` and the table is
+//! padded to a multiple of 64 rows; the new rows (never looked up as text) are set to the mean embedding instead of
+//! HF's random draws, so conversion is deterministic.
 //!
 //! Memory: one source array at a time (the largest is `gating_einsum`, 4.8 GB in f32); the output is streamed to
 //! `model.safetensors.convert-tmp` and renamed when complete.
@@ -97,6 +100,21 @@ struct Dims {
     head_dim: usize,
     bv_vocab: usize,
     vocab: usize,
+    /// PaliGemma 2 (a Gemma-2 decoder): the checkpoint has the [`PG2_ONLY`] norm stacks.
+    pg2: bool,
+}
+
+impl Dims {
+    /// Gemma 2's `query_pre_attn_scalar`, which big_vision does not store: its `query_pre_attn_norm` is
+    /// `rsqrt_emb_per_head` (`width / heads`) for `gemma2_27b` (PaliGemma 2 28B: width 4608, 32 heads of 128),
+    /// `rsqrt_head_dim` for every other variant.
+    fn query_pre_attn_scalar(&self) -> usize {
+        if (self.text, self.heads, self.head_dim) == (4608, 32, 128) {
+            self.text / self.heads
+        } else {
+            self.head_dim
+        }
+    }
 }
 
 /// One axis of a big_vision array: a fixed size, or a dimension of the architecture.
@@ -141,7 +159,7 @@ impl Axis {
     }
 }
 
-/// Every array of a PaliGemma v1 big_vision checkpoint and its shape.
+/// Every array of a PaliGemma 1 or 2 big_vision checkpoint and its shape; the [`PG2_ONLY`] ones are PaliGemma 2's.
 const SPEC: &[(&str, &[Axis])] = {
     use Axis::*;
     &[
@@ -206,9 +224,20 @@ const SPEC: &[(&str, &[Axis])] = {
         ("llm/layers/mlp/linear", &[TextLayers, TextMlp, Text]),
         ("llm/layers/pre_attention_norm/scale", &[TextLayers, Text]),
         ("llm/layers/pre_ffw_norm/scale", &[TextLayers, Text]),
+        ("llm/layers/post_attention_norm/scale", &[TextLayers, Text]),
+        ("llm/layers/post_ffw_norm/scale", &[TextLayers, Text]),
         ("llm/final_norm/scale", &[Text]),
     ]
 };
+
+/// Gemma 2's post-attention and post-MLP norms: a checkpoint with either is PaliGemma 2 and must have both.
+const PG2_ONLY: [&str; 2] =
+    ["llm/layers/post_attention_norm/scale", "llm/layers/post_ffw_norm/scale"];
+
+/// The [`SPEC`] arrays a PaliGemma 1 (`pg2` false) or PaliGemma 2 checkpoint has.
+fn spec(pg2: bool) -> impl Iterator<Item = &'static (&'static str, &'static [Axis])> {
+    SPEC.iter().filter(move |(name, _)| pg2 || !PG2_ONLY.contains(name))
+}
 
 /// `[2, heads, 48, 12]`: known dimensions as numbers, unknown ones by name.
 fn show(axes: &[Axis], known: &HashMap<Axis, usize>) -> String {
@@ -235,11 +264,12 @@ fn fits(shape: &[usize], axes: &[Axis], known: &HashMap<Axis, usize>) -> bool {
 fn decide<'a>(
     infos: &HashMap<String, ArrayInfo>,
     excluded: &std::collections::HashSet<&'a str>,
+    pg2: bool,
 ) -> (HashMap<Axis, usize>, Vec<String>) {
     // dimension -> value -> arrays. An array votes only if its rank and fixed axes are right and it agrees with
     // itself (`img/embedding/kernel` has the patch size twice).
     let mut votes: HashMap<Axis, Vec<(usize, Vec<&'a str>)>> = HashMap::new();
-    for &(name, axes) in SPEC {
+    for &(name, axes) in spec(pg2) {
         let Some(info) = infos.get(name).filter(|_| !excluded.contains(name)) else { continue };
         let mut own: HashMap<Axis, usize> = HashMap::new();
         let consistent = info.shape.len() == axes.len()
@@ -281,11 +311,11 @@ fn decide<'a>(
 /// value most arrays agree on, and an array at odds with it does not vote on the others, so the misshaped array is
 /// the one named (never a consistent one next to it), with the shape it should have.
 fn dims(infos: &HashMap<String, ArrayInfo>, from: &Path) -> Result<Dims> {
+    let pg2 = PG2_ONLY.iter().any(|name| infos.contains_key(*name));
     let mut misshaped = std::collections::HashSet::new();
     let (known, mut problems) = loop {
-        let (known, ties) = decide(infos, &misshaped);
-        let newly: Vec<&str> = SPEC
-            .iter()
+        let (known, ties) = decide(infos, &misshaped, pg2);
+        let newly: Vec<&str> = spec(pg2)
             .filter(|(name, axes)| {
                 !misshaped.contains(name)
                     && infos.get(*name).is_some_and(|i| !fits(&i.shape, axes, &known))
@@ -297,7 +327,7 @@ fn dims(infos: &HashMap<String, ArrayInfo>, from: &Path) -> Result<Dims> {
         }
         misshaped.extend(newly);
     };
-    for &(name, axes) in SPEC {
+    for &(name, axes) in spec(pg2) {
         let expected = show(axes, &known);
         match infos.get(name) {
             None => problems.push(format!("missing array `{name}` (expected shape {expected})")),
@@ -359,6 +389,7 @@ fn dims(infos: &HashMap<String, ArrayInfo>, from: &Path) -> Result<Dims> {
         head_dim: get(Axis::HeadDim),
         bv_vocab,
         vocab: (bv_vocab + 1).div_ceil(64) * 64,
+        pg2,
     })
 }
 
@@ -556,9 +587,19 @@ fn plan(d: &Dims) -> Vec<Piece> {
             vec![dt, d.text_mlp],
         );
     }
-    for (bv, hf) in
-        [("pre_attention_norm", "input_layernorm"), ("pre_ffw_norm", "post_attention_layernorm")]
-    {
+    // Gemma 1's pre-MLP norm is HF's `post_attention_layernorm`; Gemma 2 has its own name for it, and that name for
+    // the norm of the attention output.
+    let norms: &[(&str, &str)] = if d.pg2 {
+        &[
+            ("pre_attention_norm", "input_layernorm"),
+            ("post_attention_norm", "post_attention_layernorm"),
+            ("pre_ffw_norm", "pre_feedforward_layernorm"),
+            ("post_ffw_norm", "post_feedforward_layernorm"),
+        ]
+    } else {
+        &[("pre_attention_norm", "input_layernorm"), ("pre_ffw_norm", "post_attention_layernorm")]
+    };
+    for &(bv, hf) in norms {
         for i in 0..d.text_layers {
             add(
                 format!("{l}.layers.{i}.{hf}.weight"),
@@ -819,7 +860,7 @@ fn convert_with(
     let used: std::collections::HashSet<&str> = pieces.iter().map(|p| p.src.as_str()).collect();
     if let Some(extra) = infos.keys().filter(|k| !used.contains(k.as_str())).min() {
         bail!(
-            "{}: unexpected array `{extra}` (not part of PaliGemma v1; a PaliGemma 2 checkpoint?)",
+            "{}: unexpected array `{extra}` (not part of a PaliGemma 1 or 2 checkpoint)",
             from.display()
         );
     }
@@ -914,7 +955,7 @@ fn convert_with(
         (None, _) => "",
     };
     Ok(format!(
-        "wrote {} ({} tensors, {:.1} MB, {}) and config.json{tokenizer_note}: SigLIP {}px/{} ({} image tokens, {} layers), Gemma {} layers, vocab {}",
+        "wrote {} ({} tensors, {:.1} MB, {}) and config.json{tokenizer_note}: SigLIP {}px/{} ({} image tokens, {} layers), {} {} layers, vocab {}",
         to.join("model.safetensors").display(),
         pieces.len(),
         offset as f64 / 1e6,
@@ -923,6 +964,7 @@ fn convert_with(
         dims.patch,
         dims.image_tokens,
         dims.vision_layers,
+        if dims.pg2 { "Gemma 2" } else { "Gemma" },
         dims.text_layers,
         dims.vocab
     ))
@@ -934,7 +976,7 @@ fn config_json(d: &Dims, dtype: Dtype) -> String {
         Dtype::F16 => "float16",
         Dtype::Bf16 => "bfloat16",
     };
-    let cfg = serde_json::json!({
+    let mut cfg = serde_json::json!({
         "architectures": ["PaliGemmaForConditionalGeneration"],
         "model_type": "paligemma",
         "bos_token_id": 2,
@@ -975,6 +1017,24 @@ fn config_json(d: &Dims, dtype: Dtype) -> String {
             "vision_use_head": false,
         },
     });
+    if d.pg2 {
+        // As transformers' PaliGemma 2 converter writes it (Gemma-2 2B's config with the shapes), and the layer
+        // pattern its Gemma2Config fills in: sliding on even layers.
+        let layer_types: Vec<&str> = (0..d.text_layers)
+            .map(|i| if i % 2 == 0 { "sliding_attention" } else { "full_attention" })
+            .collect();
+        let text = cfg["text_config"].as_object_mut().expect("object");
+        text.remove("hidden_act");
+        text.extend([
+            ("model_type".to_string(), "gemma2".into()),
+            ("hidden_activation".to_string(), "gelu_pytorch_tanh".into()),
+            ("query_pre_attn_scalar".to_string(), d.query_pre_attn_scalar().into()),
+            ("sliding_window".to_string(), 4096.into()),
+            ("attn_logit_softcapping".to_string(), 50.0.into()),
+            ("final_logit_softcapping".to_string(), 30.0.into()),
+            ("layer_types".to_string(), layer_types.into()),
+        ]);
+    }
     serde_json::to_string_pretty(&cfg).expect("json")
 }
 
@@ -996,19 +1056,25 @@ mod tests {
             .collect()
     }
 
-    /// The tiny big_vision checkpoint the generator wrote from the `mqa` model converts back to exactly the weights
-    /// transformers saved (hub names), except the vocabulary rows HF made up (here: the mean row).
-    fn round_trip(npz: &str, out_dtype: Option<Dtype>, expect: Dtype) {
+    fn read_json(path: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// A tiny big_vision checkpoint the generators wrote (`<stem>.npz`, `<stem>.bf16.npz`, described by
+    /// `<stem>.json`) converts back to exactly the weights transformers saved for its model (`<model>-hub`, hub names),
+    /// except the vocabulary rows HF made up (here: the mean row), with that model's shapes in config.json. Returns
+    /// the config written.
+    fn round_trip(npz: &str, out_dtype: Option<Dtype>, expect: Dtype) -> serde_json::Value {
         let tag = out_dtype.map_or("stored", Dtype::st_name);
         let out =
             std::env::temp_dir().join(format!("pg-convert-{npz}-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         convert(&fixtures().join(npz), &out, out_dtype, None, false).unwrap();
+        let stem = npz.split('.').next().unwrap();
+        let meta = read_json(&fixtures().join(format!("{stem}.json")));
+        let model = meta["hf_reference"].as_str().unwrap();
         let got = tensors(&out.join("model.safetensors"));
-        let want = tensors(&fixtures().join("mqa-hub/model.safetensors"));
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(fixtures().join("mqa-bv.json")).unwrap())
-                .unwrap();
+        let want = tensors(&fixtures().join(format!("{model}-hub/model.safetensors")));
         let bv_vocab = meta["bv_vocab"].as_u64().unwrap() as usize;
         assert_eq!(got.len(), want.len(), "same number of tensors");
         for (name, (_, shape, data)) in &want {
@@ -1038,29 +1104,69 @@ mod tests {
                 assert!(gdata == &reference, "{name}: differs from the transformers weights");
             }
         }
-        let cfg: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
-                .unwrap();
-        let hf: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixtures().join("mqa/config.json")).unwrap(),
-        )
-        .unwrap();
+        let cfg = read_json(&out.join("config.json"));
+        let hf = read_json(&fixtures().join(format!("{model}/config.json")));
         for key in ["image_token_index", "vocab_size"] {
             assert_eq!(cfg[key], hf[key], "{key}");
         }
+        // Not stored in the npz: what big_vision runs, not the tiny fixtures' values (checked by the callers).
+        let not_stored = [
+            "rope_theta",
+            "query_pre_attn_scalar",
+            "sliding_window",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+        ];
         for sub in ["text_config", "vision_config"] {
             for (k, v) in cfg[sub].as_object().unwrap() {
-                if hf[sub].get(k).is_some() && k != "rope_theta" && k != "model_type" {
+                if hf[sub].get(k).is_some() && !not_stored.contains(&k.as_str()) {
                     assert_eq!(v, &hf[sub][k], "{sub}.{k}");
                 }
             }
         }
         std::fs::remove_dir_all(&out).unwrap();
+        cfg
     }
 
     #[test]
     fn f32_npz_round_trips_to_the_hf_weights() {
-        round_trip("mqa-bv.npz", None, Dtype::F32);
+        let cfg = round_trip("mqa-bv.npz", None, Dtype::F32);
+        let text = &cfg["text_config"];
+        assert_eq!(text["model_type"], "gemma");
+        assert!(text.get("query_pre_attn_scalar").is_none(), "{text}");
+    }
+
+    /// PaliGemma 2: the post-norm stacks, `pre_ffw_norm` as `pre_feedforward_layernorm`, a Gemma-2 config with the
+    /// fixture's shapes (model_type and layer pattern compared by `round_trip`) and big_vision's scale and caps.
+    #[test]
+    fn pg2_npz_round_trips_to_the_hf_weights() {
+        let cfg = round_trip("pg2-gqa-bv.npz", None, Dtype::F32);
+        let text = &cfg["text_config"];
+        assert_eq!(text["model_type"], "gemma2");
+        assert_eq!(text["num_hidden_layers"], 3);
+        assert_eq!(
+            (&text["num_attention_heads"], &text["num_key_value_heads"]),
+            (&4.into(), &2.into())
+        );
+        assert_eq!(text["head_dim"], 16);
+        assert_eq!(text["query_pre_attn_scalar"], 16, "head_dim: not the 27B decoder");
+        assert_eq!(text["sliding_window"], 4096);
+        assert_eq!(text["attn_logit_softcapping"], 50.0);
+        assert_eq!(text["final_logit_softcapping"], 30.0);
+        assert_eq!(text["hidden_activation"], "gelu_pytorch_tanh");
+        assert!(text.get("hidden_act").is_none(), "{text}");
+    }
+
+    #[test]
+    fn query_pre_attn_scalar_follows_big_vision() {
+        let mut d = dims(&fixture_infos("pg2-gqa-bv.npz"), Path::new("ckpt.npz")).unwrap();
+        assert!(d.pg2);
+        // (width, heads, head_dim) of PaliGemma 2 3B, 10B, 28B -> the released configs' scalars.
+        for (shape, want) in [((2304, 8, 256), 256), ((3584, 16, 256), 256), ((4608, 32, 128), 144)]
+        {
+            (d.text, d.heads, d.head_dim) = shape;
+            assert_eq!(d.query_pre_attn_scalar(), want, "{shape:?}");
+        }
     }
 
     #[test]
@@ -1083,8 +1189,8 @@ mod tests {
         assert!(!out.join("model.safetensors").exists());
     }
 
-    fn fixture_infos() -> HashMap<String, ArrayInfo> {
-        let mut npz = Npz::open(&fixtures().join("mqa-bv.npz")).unwrap();
+    fn fixture_infos(npz: &str) -> HashMap<String, ArrayInfo> {
+        let mut npz = Npz::open(&fixtures().join(npz)).unwrap();
         let names = npz.names().unwrap();
         names
             .iter()
@@ -1093,7 +1199,11 @@ mod tests {
     }
 
     fn dims_error(edit: impl FnOnce(&mut HashMap<String, ArrayInfo>)) -> String {
-        let mut infos = fixture_infos();
+        dims_error_in("mqa-bv.npz", edit)
+    }
+
+    fn dims_error_in(npz: &str, edit: impl FnOnce(&mut HashMap<String, ArrayInfo>)) -> String {
+        let mut infos = fixture_infos(npz);
         edit(&mut infos);
         format!("{:#}", dims(&infos, Path::new("ckpt.npz")).unwrap_err())
     }
@@ -1104,7 +1214,7 @@ mod tests {
 
     #[test]
     fn missing_and_misshaped_arrays_are_named_with_their_expected_shape() {
-        assert!(dims(&fixture_infos(), Path::new("ckpt.npz")).is_ok());
+        assert!(dims(&fixture_infos("mqa-bv.npz"), Path::new("ckpt.npz")).is_ok());
         // Once a panic (an array only the plan reads), once a bare "missing array".
         for (name, shape) in [
             ("img/embedding/bias", "[32]"),
@@ -1155,6 +1265,34 @@ mod tests {
         assert!(
             err.contains("array `llm/final_norm/scale` has shape [47], expected [48]"),
             "{err}"
+        );
+    }
+
+    /// Either post-norm stack makes a checkpoint PaliGemma 2, which then needs the other one too.
+    #[test]
+    fn a_pg2_checkpoint_needs_both_post_norm_stacks() {
+        for (kept, missing) in [(PG2_ONLY[0], PG2_ONLY[1]), (PG2_ONLY[1], PG2_ONLY[0])] {
+            let err = dims_error_in("pg2-gqa-bv.npz", |i| {
+                i.remove(missing);
+            });
+            assert_eq!(
+                err,
+                format!("ckpt.npz: missing array `{missing}` (expected shape [3, 48])")
+            );
+            // The same stack added to a PaliGemma 1 checkpoint.
+            let err = dims_error(|i| {
+                let info = i["llm/layers/pre_ffw_norm/scale"].clone();
+                i.insert(kept.to_string(), info);
+            });
+            assert_eq!(
+                err,
+                format!("ckpt.npz: missing array `{missing}` (expected shape [2, 48])")
+            );
+        }
+        let err = dims_error_in("pg2-gqa-bv.npz", |i| reshape(i, PG2_ONLY[1], &[2, 48]));
+        assert_eq!(
+            err,
+            format!("ckpt.npz: array `{}` has shape [2, 48], expected [3, 48]", PG2_ONLY[1])
         );
     }
 

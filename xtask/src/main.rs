@@ -71,10 +71,10 @@ enum Command {
     /// Convert a big_vision PaliGemma checkpoint (.npz) to HF-layout safetensors + config.json.
     Convert(convert::Args),
     /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`, `train`,
-    /// `generate`, `fullsize` (`all`: all but fullsize).
+    /// `generate`, `fullsize`, `attention` (`all`: all but fullsize and attention).
     /// Results are printed and appended to docs/benchmarks.md.
     Bench {
-        /// Which benchmark: metrics | data | train | generate | fullsize | all.
+        /// Which benchmark: metrics | data | train | generate | fullsize | attention | all.
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -112,14 +112,14 @@ fn with(name: &str, args: &[String]) -> Vec<String> {
 fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
     match name {
         "metrics" | "data" => launcher::run_tool("bench", &with(name, args)),
-        "train" | "generate" | "fullsize" => bench_launch::run(name, args),
+        "train" | "generate" | "fullsize" | "attention" => bench_launch::run(name, args),
         // everything but `fullsize` (minutes, ~12 GB of generated weights)
         "all" => Ok(launcher::run_tool("bench", &with("metrics", args))?
             .max(launcher::run_tool("bench", &with("data", args))?)
             .max(bench_launch::run("train", args)?)
             .max(bench_launch::run("generate", args)?)),
         other => anyhow::bail!(
-            "unknown benchmark `{other}`: expected metrics, data, train, generate, fullsize or all"
+            "unknown benchmark `{other}`: expected metrics, data, train, generate, fullsize, attention or all"
         ),
     }
 }

@@ -39,8 +39,12 @@ fn npy(shape: &[usize]) -> Vec<u8> {
 /// The tiny fixture checkpoint with its entries edited: `edit(name, bytes)` returns the new bytes, or None to drop
 /// the array.
 fn npz_variant(path: &Path, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) {
-    let mut src =
-        zip::ZipArchive::new(std::fs::File::open(fixture("mqa-bv.npz")).unwrap()).unwrap();
+    npz_variant_of("mqa-bv.npz", path, edit)
+}
+
+/// [`npz_variant`] of the fixture checkpoint `from`.
+fn npz_variant_of(from: &str, path: &Path, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let mut src = zip::ZipArchive::new(std::fs::File::open(fixture(from)).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -90,6 +94,31 @@ fn a_missing_array_is_named_with_its_expected_shape() {
         assert!(stderr(&out).contains(&want), "{}", stderr(&out));
         assert!(!out_dir.exists(), "nothing created");
     }
+}
+
+/// A PaliGemma 2 checkpoint (it has `post_attention_norm`) without `post_ffw_norm`: named, not converted as
+/// PaliGemma 1 nor refused as an unexpected array.
+#[test]
+fn a_pg2_checkpoint_missing_a_post_norm_is_named() {
+    let tmp = TempDir::new("convert-pg2-missing");
+    let npz = tmp.join("ckpt.npz");
+    npz_variant_of("pg2-gqa-bv.npz", &npz, |name, bytes| {
+        (name != "params/llm/layers/post_ffw_norm/scale.npy").then_some(bytes)
+    });
+    let out_dir = tmp.join("out");
+    let out = convert(&[&npz, &out_dir], &[]);
+    assert_clean_failure(&out);
+    let want = "missing array `llm/layers/post_ffw_norm/scale` (expected shape [3, 48])";
+    assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    assert!(!out_dir.exists(), "nothing created");
+
+    // Complete, it converts, to a Gemma-2 config.
+    let out = convert(&[&fixture("pg2-gqa-bv.npz"), &out_dir], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Gemma 2 3 layers"));
+    let cfg = std::fs::read_to_string(out_dir.join("config.json")).unwrap();
+    assert!(cfg.contains("\"gemma2\""), "{cfg}");
+    no_temp_files(&out_dir);
 }
 
 #[test]

@@ -13,7 +13,8 @@ pub struct PlanArgs {
     pub config: PathBuf,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Use a named architecture instead of the model directory's config.json: pt-224, pt-448 or pt-896.
+    /// Use a released architecture instead of the model directory's config.json: a hub id such as
+    /// paligemma2-10b-pt-448 or google/paligemma-3b-mix-224, or pt-224 / pt-448 / pt-896 for PaliGemma 1.
     #[arg(long)]
     pub architecture: Option<String>,
     /// Caption length in tokens (RSICD captions average about 20 Gemma tokens; 32 covers almost all).
@@ -31,20 +32,30 @@ fn positive_gib(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A released architecture by hub id, or PaliGemma 1's `pt-224` / `pt-448` / `pt-896` shorthands.
+fn architecture(name: &str) -> Result<PaliGemmaConfig> {
+    let id =
+        if name.starts_with("pt-") { format!("paligemma-3b-{name}") } else { name.to_string() };
+    match PaliGemmaConfig::named(&id) {
+        Some(cfg) => Ok(cfg),
+        None => bail!(
+            "unknown --architecture `{name}`: expected paligemma-3b-{{pt,mix}}-{{224,448,896}}, \
+             paligemma2-{{3b,10b,28b}}-{{pt,mix}}-{{224,448,896}} (optionally with google/), or pt-224|pt-448|pt-896"
+        ),
+    }
+}
+
 pub fn run_plan(args: &PlanArgs) -> Result<i32> {
     let cfg = ExperimentConfig::load(&args.config, &args.set)?;
     let mut pcfg = match (args.architecture.as_deref(), cfg.model.source) {
-        (Some("pt-224"), _) => PaliGemmaConfig::paligemma_3b_pt_224(),
-        (Some("pt-448"), _) => PaliGemmaConfig::paligemma_3b_pt_448(),
-        (Some("pt-896"), _) => PaliGemmaConfig::paligemma_3b_pt_896(),
-        (Some(other), _) => {
-            bail!("unknown --architecture `{other}`: expected pt-224, pt-448 or pt-896")
-        }
+        (Some(name), _) => architecture(name)?,
         (None, ModelSource::Hf) => {
             let dir = cfg.model.path.clone().expect("validated");
             PaliGemmaConfig::from_file(&dir.join("config.json"))?
         }
-        (None, _) => bail!("give --architecture pt-224|pt-448|pt-896 for this model source"),
+        (None, _) => {
+            bail!("give --architecture (e.g. pt-224 or paligemma2-3b-pt-448) for this model source")
+        }
     };
     let kind = cfg.model.dtype.kind();
     let (mut base_params, mut base_bytes, mut trainable, extra, mut vision_trainable) =
@@ -83,8 +94,9 @@ pub fn run_plan(args: &PlanArgs) -> Result<i32> {
         optimizer_slots: trainer::session::optimizer_slots(&cfg),
     });
     println!(
-        "{}: {} params, {} trainable ({:.3}%), batch {}, {} tokens per sequence, base {}",
+        "{} on {}: {} params, {} trainable ({:.3}%), batch {}, {} tokens per sequence, base {}",
         cfg.name,
+        pcfg.generation(),
         base_params + extra,
         trainable,
         100.0 * trainable as f64 / (base_params + extra) as f64,

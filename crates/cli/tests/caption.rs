@@ -155,3 +155,30 @@ fn unreadable_images_are_reported_and_every_readable_one_is_captioned() {
     }
     assert!(stderr.contains("3 of 6 images could not be read"), "{stderr}");
 }
+
+/// A PaliGemma 2 directory is recognised from its config.json (Gemma-2 decoder) under either naming scheme: the
+/// same weights give the same captions, greedy and beam.
+#[test]
+fn paligemma2_models_caption_from_their_config() {
+    for beams in ["1", "3"] {
+        let run = |model: &str| {
+            let out = pgrs(&[
+                "caption",
+                "--model",
+                model,
+                "--image",
+                "data/fixtures/sample.png",
+                "--beams",
+                beams,
+                "--max-new-tokens",
+                "6",
+                "--json",
+            ]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(!v["token_ids"].as_array().unwrap().is_empty());
+            v
+        };
+        assert_eq!(run("data/fixtures/pg2-gqa"), run("data/fixtures/pg2-gqa-hub"), "beams {beams}");
+    }
+}

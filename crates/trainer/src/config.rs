@@ -135,6 +135,13 @@ pub struct ScratchConfig {
     /// A tokenizer.json to use; without it a word-level tokenizer is built from the training captions.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// The decoder, by its HF `model_type`: `"gemma"` (PaliGemma 1, the default) or `"gemma2"` (PaliGemma 2, with
+    /// Gemma2Config's soft-capping 50 / 30, `query_pre_attn_scalar = head_dim` and `sliding_window`).
+    #[serde(default)]
+    pub text_model_type: Option<String>,
+    /// Gemma 2 only: the window of the sliding-window layers (default 4096, PaliGemma 2's).
+    #[serde(default)]
+    pub sliding_window: Option<i64>,
 }
 
 fn d_one() -> i64 {
@@ -585,6 +592,23 @@ impl ExperimentConfig {
             ]);
             sizes.for_each(|(key, v)| c.at_least_one(&format!("model.scratch.{key}"), v));
             c.positive("model.scratch.init_std", s.init_std);
+            let gemma2 = match s.text_model_type.as_deref() {
+                None | Some("gemma") => false,
+                Some("gemma2") => true,
+                Some(other) => {
+                    c.fail("model.scratch.text_model_type", other, "\"gemma\" or \"gemma2\"");
+                    false
+                }
+            };
+            match (s.sliding_window, gemma2) {
+                (Some(w), true) => c.at_least_one("model.scratch.sliding_window", w),
+                (Some(w), false) => c.fail(
+                    "model.scratch.sliding_window",
+                    w,
+                    "no value: only a Gemma-2 decoder (text_model_type = \"gemma2\") has a window",
+                ),
+                (None, _) => {}
+            }
         }
         if let Some(h) = self.model.custom.as_ref().and_then(|c| c.projector_hidden) {
             c.at_least_one("model.custom.projector_hidden", h);
@@ -813,6 +837,15 @@ path = "synth/dataset.json"
                 && e.contains("model.scratch.init_std = NaN"),
             "{e}"
         );
+        let g2 = scratch.replace("init_std = nan", "init_std = 0.02\ntext_model_type = \"gemma3\"");
+        let e = ExperimentConfig::from_toml(&g2, &[]).unwrap_err().to_string();
+        assert!(e.contains("model.scratch.text_model_type = gemma3"), "{e}");
+        let w = scratch.replace("init_std = nan", "init_std = 0.02\nsliding_window = 16");
+        let e = ExperimentConfig::from_toml(&w, &[]).unwrap_err().to_string();
+        assert!(e.contains("model.scratch.sliding_window = 16") && e.contains("gemma2"), "{e}");
+        let set = ["model.scratch.text_model_type=\"gemma2\"".to_string()];
+        let e = ExperimentConfig::from_toml(&w, &set).unwrap_err().to_string();
+        assert!(!e.contains("sliding_window"), "a window is fine with gemma2: {e}");
     }
 
     #[test]

@@ -132,26 +132,30 @@ impl Plan {
     }
 }
 
-/// Bytes autograd keeps for one transformer block's backward, for `tokens` positions.
-fn block_bytes(
-    tokens: f64,
+/// One transformer block's shapes, for `block_bytes`.
+struct Block {
     hidden: f64,
     mlp: f64,
     heads: f64,
     q_width: f64,
     kv_width: f64,
-    seq: f64,
-    batch: f64,
-    act: f64,
-) -> f64 {
+    /// Norms per block: 2, or 4 in Gemma 2 (norms on the attention and MLP outputs too).
+    norms: f64,
+    /// Bytes kept per attention score: the probabilities in the activation dtype (math kernel), or for Gemma 2's
+    /// soft-capped attention also the f32 tanh and softmax outputs.
+    score_bytes: f64,
+}
+
+/// Bytes autograd keeps for one transformer block's backward, for `batch` sequences of `seq` positions.
+fn block_bytes(k: &Block, seq: f64, batch: f64, act: f64) -> f64 {
     // norm in/out (f32 inside), q/k/v/o inputs and outputs, RoPE'd q/k, attention output, MLP inputs, the two
     // intermediate projections, the activation output and product, residuals
-    let per_token = (4.0 * hidden) * 4.0
-        + (2.0 * q_width + 4.0 * kv_width + 2.0 * hidden) * act
-        + (4.0 * mlp) * act;
+    let per_token = (2.0 * k.norms * k.hidden) * 4.0
+        + (2.0 * k.q_width + 4.0 * k.kv_width + 2.0 * k.hidden) * act
+        + (4.0 * k.mlp) * act;
     // attention probabilities (math kernel; fused kernels keep O(L) instead)
-    let probs = batch * heads * seq * seq * act;
-    tokens * per_token + probs
+    let probs = batch * k.heads * seq * seq * k.score_bytes;
+    batch * seq * per_token + probs
 }
 
 pub fn plan(p: &PlanInput) -> Plan {
@@ -159,31 +163,30 @@ pub fn plan(p: &PlanInput) -> Plan {
     let act = p.act_bytes;
     let (b, l) = (p.batch as f64, p.seq_len as f64);
     let t = &cfg.text_config;
-    let lm_block = block_bytes(
-        b * l,
-        t.hidden_size as f64,
-        t.intermediate_size as f64,
-        t.num_attention_heads as f64,
-        (t.num_attention_heads * t.head_dim) as f64,
-        (t.num_key_value_heads * t.head_dim) as f64,
-        l,
-        b,
-        act,
-    );
+    let gemma2 = t.architecture() == gemma::Architecture::Gemma2;
+    let lm = Block {
+        hidden: t.hidden_size as f64,
+        mlp: t.intermediate_size as f64,
+        heads: t.num_attention_heads as f64,
+        q_width: (t.num_attention_heads * t.head_dim) as f64,
+        kv_width: (t.num_key_value_heads * t.head_dim) as f64,
+        norms: if gemma2 { 4.0 } else { 2.0 },
+        score_bytes: if t.attn_logit_softcapping.is_some() { 8.0 + act } else { act },
+    };
+    let lm_block = block_bytes(&lm, l, b, act);
     let n_lm = t.num_hidden_layers as f64;
     let v = &cfg.vision_config;
     let n_img = cfg.num_image_tokens() as f64;
-    let vis_block = block_bytes(
-        b * n_img,
-        v.hidden_size as f64,
-        v.intermediate_size as f64,
-        v.num_attention_heads as f64,
-        v.hidden_size as f64,
-        v.hidden_size as f64,
-        n_img,
-        b,
-        act,
-    );
+    let vis = Block {
+        hidden: v.hidden_size as f64,
+        mlp: v.intermediate_size as f64,
+        heads: v.num_attention_heads as f64,
+        q_width: v.hidden_size as f64,
+        kv_width: v.hidden_size as f64,
+        norms: 2.0,
+        score_bytes: act,
+    };
+    let vis_block = block_bytes(&vis, n_img, b, act);
     let n_vis = v.num_hidden_layers as f64;
     let boundary_lm = b * l * t.hidden_size as f64 * act;
     let boundary_vis = b * n_img * v.hidden_size as f64 * act;

@@ -77,9 +77,18 @@ pub fn write_word_tokenizer(texts: &[&str], path: &Path) -> Result<i64, TrainErr
     Ok(image_id as i64 + 1)
 }
 
-/// The PaliGemma config of a scratch model with vocabulary `vocab` (whose last id is `<image>`).
+/// The PaliGemma config of a scratch model with vocabulary `vocab` (whose last id is `<image>`): PaliGemma 1, or
+/// PaliGemma 2 when `text_model_type` is `"gemma2"` (validated with the config).
 pub fn paligemma_config(s: &ScratchConfig, vocab: i64) -> PaliGemmaConfig {
     let mut cfg = PaliGemmaConfig::tiny(vocab, vocab - 1);
+    if s.text_model_type.as_deref() == Some("gemma2") {
+        let t = &mut cfg.text_config;
+        t.model_type = Some("gemma2".into());
+        t.attn_logit_softcapping = Some(50.0);
+        t.final_logit_softcapping = Some(30.0);
+        t.query_pre_attn_scalar = Some(s.head_dim as f64);
+        t.sliding_window = Some(s.sliding_window.unwrap_or(4096));
+    }
     let v = &mut cfg.vision_config;
     v.image_size = s.image_size;
     v.patch_size = s.patch_size;

@@ -1,8 +1,9 @@
 //! Gradient checkpointing gives the same gradients as plain backward (1e-6, f32), for adapters in both towers, a
-//! soft prompt, and trainable base weights; every trainable tensor gets a finite non-zero gradient.
+//! soft prompt, and trainable base weights, on PaliGemma 1 and 2; every trainable tensor gets a finite non-zero
+//! gradient.
 mod common;
 
-use common::{config, temp};
+use common::{config, config_on, temp};
 use paligemma::LossReduction;
 use tch::{Kind, Tensor};
 use trainer::data::{Prompt, TrainData};
@@ -79,4 +80,14 @@ fn soft_prompt_and_trainable_base_weights() {
         ],
     );
     compare(&cfg);
+}
+
+#[test]
+fn paligemma2_lora_soft_prompt_and_gemma2_norms() {
+    let lora =
+        "[lora]\nr = 4\ntargets = [\"language_model.model.layers.*.{self_attn,mlp}.*_proj\"]";
+    compare(&config_on("pg2-gqa", "lora", lora, &[]));
+    let hybrid = "[soft_prompt]\nlength = 3\nplacement = \"after_prefix\"";
+    let norms = "train.trainable=[\"language_model.model.layers.*.*_layernorm.*\", \"multi_modal_projector.**\"]";
+    compare(&config_on("pg2-gqa", "hybrid", hybrid, &[norms]));
 }

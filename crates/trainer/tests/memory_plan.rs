@@ -2,7 +2,7 @@
 //! what a built model has, for every strategy's tiny variant.
 mod common;
 
-use common::{config, temp};
+use common::{config, config_on, temp};
 use trainer::memory;
 
 #[test]
@@ -11,6 +11,8 @@ fn analytic_sizes_equal_the_built_model() {
         config("lora", "[lora]\nr = 4\ntargets = [\"language_model.model.layers.*.self_attn.{q,k,v,o}_proj\", \"vision_tower.vision_model.encoder.layers.*.mlp.fc1\"]", &[]),
         config("hard_prompt", "", &["train.preset=\"attention\"", "model.dtype=\"bf16\""]),
         config("hybrid", "[soft_prompt]\nlength = 3\nplacement = \"after_prefix\"", &["train.trainable=[\"multi_modal_projector.**\"]"]),
+        config_on("pg2-gqa", "lora", "[lora]\nr = 4", &[]),
+        config_on("pg2-gqa", "hard_prompt", "", &["train.preset=\"attention\"", "model.dtype=\"bf16\""]),
     ];
     for cfg in cases {
         let built = trainer::strategy::build(&cfg, &[], &temp("plan")).unwrap();

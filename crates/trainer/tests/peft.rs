@@ -29,18 +29,24 @@ fn max_err(logits: &Tensor, want: &Tensor, mask: &Tensor) -> f64 {
 
 #[test]
 fn peft_adapter_loads_with_equal_logits_merged_and_unmerged() {
-    let inputs = reference("mqa");
-    let want = reference("mqa-peft-lora");
-    let mut loaded = paligemma::load(&fixtures().join("mqa"), Default::default()).unwrap();
+    check_peft_adapter("mqa", 2);
+}
+
+#[test]
+fn peft_adapter_on_paligemma2_loads_with_equal_logits_merged_and_unmerged() {
+    check_peft_adapter("pg2-gqa", 3);
+}
+
+fn check_peft_adapter(model: &str, layers: usize) {
+    let adapter = format!("{model}-peft-lora");
+    let inputs = reference(model);
+    let want = reference(&adapter);
+    let mut loaded = paligemma::load(&fixtures().join(model), Default::default()).unwrap();
     let adapters = tch::nn::VarStore::new(Device::Cpu);
-    let lc = trainer::peft::load_adapter(
-        &fixtures().join("mqa-peft-lora"),
-        &mut loaded.model,
-        &adapters,
-    )
-    .unwrap();
+    let lc = trainer::peft::load_adapter(&fixtures().join(&adapter), &mut loaded.model, &adapters)
+        .unwrap();
     assert_eq!((lc.r, lc.lora_alpha), (4, 8.0));
-    assert_eq!(adapters.variables().len(), 16, "q/k/v/o x 2 layers x (A, B)");
+    assert_eq!(adapters.variables().len(), 8 * layers, "q/k/v/o x {layers} layers x (A, B)");
     let seg = hf_segments(&inputs, loaded.model.config.image_token_index);
     let logits = tch::no_grad(|| {
         loaded.model.forward(&inputs["input_ids"], &seg, &inputs["pixel_values"], None)
@@ -48,9 +54,9 @@ fn peft_adapter_loads_with_equal_logits_merged_and_unmerged() {
     let base_err = max_err(&logits, &inputs["logits"], &inputs["attention_mask"]);
     assert!(base_err > 1e-2, "the adapter changes the logits ({base_err})");
     let err = max_err(&logits, &want["logits"], &inputs["attention_mask"]);
-    assert!(err < 1e-4, "PEFT logits differ by {err}");
+    assert!(err < 1e-4, "{model}: PEFT logits differ by {err}");
     // merge and export as an HF directory, reload: PEFT's merge_and_unload logits
-    let out = temp("peft-merged");
+    let out = temp(&format!("peft-merged-{model}"));
     trainer::peft::export_merged(
         &mut loaded.model,
         &loaded.vs,
@@ -64,7 +70,42 @@ fn peft_adapter_loads_with_equal_logits_merged_and_unmerged() {
         merged.model.forward(&inputs["input_ids"], &seg, &inputs["pixel_values"], None)
     });
     let err = max_err(&logits, &want["merged_logits"], &inputs["attention_mask"]);
-    assert!(err < 1e-4, "merged logits differ by {err}");
+    assert!(err < 1e-4, "{model}: merged logits differ by {err}");
+}
+
+/// Trained here on PaliGemma 2, an adapter has the keys PEFT writes for it and loads back with the logits it had.
+#[test]
+fn adapters_exported_here_on_paligemma2_have_peft_layout() {
+    let sets = ["train.steps=2", "eval.test_subset=2"];
+    let cfg = common::config_on("pg2-gqa", "lora", "[lora]\nr = 4\nalpha = 8.0", &sets);
+    let s = trainer::train(
+        &cfg,
+        &trainer::TrainOptions {
+            runs_dir: temp("peft-export-pg2"),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = s.run_dir.join("adapter");
+    let keys = |p: &std::path::Path| -> BTreeSet<String> {
+        Tensor::read_safetensors(p).unwrap().into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(
+        keys(&dir.join("adapter_model.safetensors")),
+        keys(&fixtures().join("pg2-gqa-peft-lora/adapter_model.safetensors")),
+        "same keys as PEFT writes for the same targets"
+    );
+    let inputs = reference("pg2-gqa");
+    let mut loaded = paligemma::load(&fixtures().join("pg2-gqa"), Default::default()).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    trainer::peft::load_adapter(&dir, &mut loaded.model, &vs).unwrap();
+    let seg = hf_segments(&inputs, loaded.model.config.image_token_index);
+    let logits = tch::no_grad(|| {
+        loaded.model.forward(&inputs["input_ids"], &seg, &inputs["pixel_values"], None)
+    });
+    let moved = max_err(&logits, &inputs["logits"], &inputs["attention_mask"]);
+    assert!(moved > 1e-5, "two steps of training moved the adapted logits ({moved})");
 }
 
 #[test]

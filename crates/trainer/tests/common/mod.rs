@@ -31,6 +31,16 @@ pub fn temp(name: &str) -> PathBuf {
 
 /// A config over the tiny `mqa` fixture and the synthetic data; `extra` is TOML appended (sections).
 pub fn config(strategy: &str, extra: &str, sets: &[&str]) -> trainer::ExperimentConfig {
+    config_on("mqa", strategy, extra, sets)
+}
+
+/// `config` over another fixture model (e.g. `pg2-gqa`, a tiny PaliGemma 2).
+pub fn config_on(
+    model: &str,
+    strategy: &str,
+    extra: &str,
+    sets: &[&str],
+) -> trainer::ExperimentConfig {
     let text = format!(
         r#"
 name = "test-{strategy}"
@@ -54,7 +64,7 @@ test_subset = 4
 meteor = "skip"
 {extra}
 "#,
-        fixtures().join("mqa").display(),
+        fixtures().join(model).display(),
         synth().display()
     );
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
