@@ -270,3 +270,40 @@ fn error_messages_say_each_cause_once() {
         assert!(says_each_cause_once(&err), "{args:?} repeats itself:\n{err}");
     }
 }
+
+/// Every recipe in experiments/rsicd and experiments/riscm quotes its memory plan in its header ("Expected memory
+/// (`cargo xtask plan --config F --architecture A`): N GiB"): running that command prints N GiB, for PaliGemma 1 and 2.
+#[test]
+fn recipes_quote_the_memory_plan_they_get() {
+    let mut checked = 0;
+    for ds in ["rsicd", "riscm"] {
+        for entry in std::fs::read_dir(root().join("experiments").join(ds)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let header: String = text
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .map(|l| l.trim_start_matches('#').trim())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let Some(rest) = header.split("Expected memory (`cargo xtask plan ").nth(1) else {
+                panic!("{}: no quoted memory plan", path.display())
+            };
+            let (command, after) = rest.split_once("`):").unwrap();
+            let quoted = after.split_whitespace().next().unwrap();
+            let args: Vec<&str> =
+                std::iter::once("plan").chain(command.split_whitespace()).collect();
+            let out = pgrs(&args);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let got = stdout.lines().find(|l| l.contains(" GiB of ")).unwrap();
+            assert!(
+                got.starts_with(&format!("{quoted} GiB")),
+                "{}: quotes {quoted} GiB, plan says {got}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked} recipes");
+}
