@@ -110,20 +110,24 @@ impl Gemma {
         }
     }
 
-    /// The output head for a handful of rows `[rows, D]` (one decoding step of a batch or of the beams): the same
-    /// product as `logits`, computed as `(E h^T)^T` on CPU in f32. There MKL runs `h E^T` with 2-32 rows far below
-    /// memory bandwidth (it repacks the 257k x D table on every call: 127 ms for 3 rows against 34 ms for one, on
-    /// the 2-core development machine), while `E h^T` streams the table once whatever the row count. Single rows,
-    /// other dtypes and CUDA keep `logits`. Values may differ from `logits` in the last bits (another summation
-    /// order); generation is tested to give the ids transformers gives.
+    /// The output head for the rows of one decoding step `[rows, D]` (a batch, or the beams): the same product as
+    /// `logits`, computed as `(E h^T)^T` on CPU in f32. MKL runs `h E^T` for a few rows far below memory bandwidth
+    /// (it repacks the 257k x D table on every call, and its one-row product is no faster), while `E h^T` with `h^T`
+    /// left as a transposed view streams the table once. A single row is padded to two, which takes that path too.
+    /// Measured on the 2-core development machine (257,216 x 256 table, one read = 6.8 ms at the measured 38.6
+    /// GB/s): 1 row 24.3 -> 7.3 ms, 3 rows 28.6 -> 8.2 ms, 8 rows 28.4 -> 13.4 ms (docs/benchmarks.md). Other dtypes
+    /// and CUDA keep `logits`. Values may differ from `logits` in the last bits (another summation order);
+    /// generation is tested to give the ids transformers gives.
     pub fn logits_decode(&self, hidden: &Tensor) -> Tensor {
-        let rows = hidden.size()[0];
         let e = &self.embed_tokens;
-        if rows > 1 && hidden.dim() == 2 && e.device() == Device::Cpu && e.kind() == Kind::Float {
-            self.softcap(e.matmul(&hidden.to_kind(Kind::Float).tr().contiguous()).tr().contiguous())
-        } else {
-            self.logits(hidden)
+        if hidden.dim() != 2 || e.device() != Device::Cpu || e.kind() != Kind::Float {
+            return self.logits(hidden);
         }
+        let rows = hidden.size()[0];
+        let h = hidden.to_kind(Kind::Float);
+        let h = if rows == 1 { h.repeat([2, 1]) } else { h };
+        let logits = e.matmul(&h.tr()).tr().narrow(0, 0, rows).contiguous();
+        self.softcap(logits)
     }
 }
 

@@ -137,10 +137,11 @@ pub struct ScratchConfig {
     pub tokenizer: Option<PathBuf>,
     /// The decoder, by its HF `model_type`: `"gemma"` (PaliGemma 1, the default) or `"gemma2"` (PaliGemma 2, with
     /// Gemma2Config's soft-capping 50 / 30, `query_pre_attn_scalar = head_dim` and `sliding_window`).
-    #[serde(default)]
+    // Absent fields stay absent when serialised: the run fingerprints of earlier scratch runs must not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_model_type: Option<String>,
     /// Gemma 2 only: the window of the sliding-window layers (default 4096, PaliGemma 2's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<i64>,
 }
 
