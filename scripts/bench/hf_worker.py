@@ -11,6 +11,7 @@ LoRA A/B, soft-prompt vectors), so their losses and generated ids must agree bef
 
 What the reference runs, as a user of the Python stack would:
 - model: `PaliGemmaForConditionalGeneration.from_pretrained(dir, dtype=...)`, `model.train()`, `use_cache=False`;
+  PaliGemma 2 (a Gemma-2 text config) is checked to run transformers' eager attention, the path that soft-caps;
   activation checkpointing through `activation_checkpointing_enable()` (non-reentrant, every decoder/encoder layer);
 - `lora`: `peft.get_peft_model` with `LoraConfig(r, lora_alpha, lora_dropout=0, target_modules=<Gemma q/k/v/o>)`
   (PEFT keeps the adapters in f32 over a bf16 base by default, as this project does);
@@ -84,7 +85,8 @@ def main():
     result = {
         "side": "hf",
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "transformers": transformers.__version__, "peft": peft.__version__},
+                     "transformers": transformers.__version__, "peft": peft.__version__,
+                     "text_attention": check_attention(model)},
         "threads": torch.get_num_threads(),
     }
 
@@ -114,6 +116,16 @@ def main():
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.rename(args.out)
+
+
+def check_attention(model):
+    """The attention implementation the language model runs with; Gemma 2 (PaliGemma 2) must run the eager one, the
+    only one of transformers' CPU paths that applies the attention-logit soft-capping (`_supports_sdpa = False`)."""
+    text = model.config.get_text_config()
+    impl = text._attn_implementation
+    if text.model_type == "gemma2":
+        assert impl == "eager", f"transformers runs Gemma 2 attention with {impl}, which may skip soft-capping"
+    return impl
 
 
 class GpuSampler:

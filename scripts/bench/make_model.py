@@ -6,6 +6,7 @@ Called by the Rust benchmark (`pgrs bench train|generate|fullsize`), which cache
 
     V=~/.cache/paligemma-rs/torch-2.13.0/venv
     $V/bin/python scripts/bench/make_model.py midsize  --out data/cache/bench/midsize
+    $V/bin/python scripts/bench/make_model.py midsize2 --out data/cache/bench/midsize2
     $V/bin/python scripts/bench/make_model.py fullsize --out data/cache/bench/pt224-random
     $V/bin/python scripts/bench/make_model.py siglip   --out data/cache/bench/siglip-so400m-random
     $V/bin/python scripts/bench/make_model.py gemma2b  --out data/cache/bench/gemma-2b-random
@@ -15,6 +16,11 @@ Called by the Rust benchmark (`pgrs bench train|generate|fullsize`), which cache
   layers, Gemma 256 wide x 4 layers (4 query heads, 1 KV head of 64, MLP 2048). f32, seeded. Weights are drawn at unit
   fan-in scale (not HF's std 0.02) so greedy and beam outputs depend strongly on the input: near-tied logits would make
   "identical ids" a coin toss between two correct implementations.
+- `midsize2`: the same shapes, seed and scales with a Gemma-2 decoder (PaliGemma 2): 4 query heads over 2 KV heads of
+  64, `query_pre_attn_scalar` 64, attention-logit soft-capping 50, final-logit soft-capping 30 (PaliGemma 2's values),
+  sliding window 128 on layers 0 and 2 (transformers' default sliding / full pattern), so the window cuts through the
+  256 image tokens + text of every sequence; the post-attention and pre/post-feedforward norms are drawn like the
+  other norms. transformers runs it with its eager attention (Gemma 2 has no SDPA path: SDPA would drop the capping).
 - `fullsize`: the real paligemma-3b-pt-224 shapes (SigLIP so400m/14 + Gemma-2B, 2.92 B parameters) in bf16, written
   in 2 GB shards with `model.safetensors.index.json` under the hub names.
 - `siglip`, `gemma2b`: standalone SigLIP so400m/14-224 (vision) and Gemma-2B (`GemmaForCausalLM`, 256,000 tokens)
@@ -41,9 +47,9 @@ IMAGE_TOKEN = 206
 VOCAB = 257216
 
 
-def paligemma_config(vision, text):
+def paligemma_config(vision, text, text_type="gemma"):
     cfg = PaliGemmaConfig(vision_config=dict(model_type="siglip_vision_model", vision_use_head=False, **vision),
-                          text_config=dict(model_type="gemma", vocab_size=VOCAB, **text),
+                          text_config=dict(model_type=text_type, vocab_size=VOCAB, **text),
                           image_token_index=IMAGE_TOKEN, vocab_size=VOCAB,
                           projection_dim=text["hidden_size"], hidden_size=text["hidden_size"])
     cfg.vision_config.projection_dim = text["hidden_size"]
@@ -52,13 +58,28 @@ def paligemma_config(vision, text):
     return cfg
 
 
+MIDSIZE_VISION = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                      image_size=224, patch_size=14)
+MIDSIZE_TEXT = dict(hidden_size=256, intermediate_size=2048, num_hidden_layers=4, num_attention_heads=4,
+                    num_key_value_heads=1, head_dim=64)
+# PaliGemma 2's Gemma-2 settings at the mid-size scale (the released models: 8 heads over 4 KV heads of 256, scalar
+# 256, capping 50 / 30, window 4096).
+MIDSIZE2_TEXT = dict(MIDSIZE_TEXT, num_key_value_heads=2, query_pre_attn_scalar=64, attn_logit_softcapping=50.0,
+                     final_logit_softcapping=30.0, sliding_window=128, hidden_activation="gelu_pytorch_tanh")
+
+
 def midsize(out: Path, seed: int):
-    cfg = paligemma_config(
-        vision=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-                    image_size=224, patch_size=14),
-        text=dict(hidden_size=256, intermediate_size=2048, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=1, head_dim=64),
-    )
+    write_midsize(out, seed, paligemma_config(vision=MIDSIZE_VISION, text=MIDSIZE_TEXT))
+
+
+def midsize2(out: Path, seed: int):
+    cfg = paligemma_config(vision=MIDSIZE_VISION, text=MIDSIZE2_TEXT, text_type="gemma2")
+    types = cfg.text_config.layer_types
+    assert types == ["sliding_attention", "full_attention"] * 2, types
+    write_midsize(out, seed, cfg)
+
+
+def write_midsize(out: Path, seed: int, cfg):
     torch.manual_seed(seed)
     model = PaliGemmaForConditionalGeneration(cfg).eval()
     with torch.no_grad():
@@ -167,11 +188,12 @@ def gemma2b(out: Path, seed: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["midsize", "fullsize", "siglip", "gemma2b"])
+    ap.add_argument("kind", choices=["midsize", "midsize2", "fullsize", "siglip", "gemma2b"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    {"midsize": midsize, "fullsize": fullsize, "siglip": siglip, "gemma2b": gemma2b}[a.kind](a.out, a.seed)
+    kinds = {"midsize": midsize, "midsize2": midsize2, "fullsize": fullsize, "siglip": siglip, "gemma2b": gemma2b}
+    kinds[a.kind](a.out, a.seed)
     print(a.out)
 
 

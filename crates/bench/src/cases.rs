@@ -53,6 +53,73 @@ pub fn ensure_model(python: &Path, repo: &Path, kind: &str, dir: &Path) -> Resul
     Ok(dir.to_path_buf())
 }
 
+/// The language model as a record describes it: `Gemma 256x4 (4 heads, 1 KV head, MLP 2048)`, and for a Gemma-2
+/// decoder its heads, scalar, soft-capping and sliding-window layers too.
+pub fn text_model(cfg: &paligemma::PaliGemmaConfig) -> String {
+    let t = &cfg.text_config;
+    if t.architecture() != gemma::Architecture::Gemma2 {
+        return format!(
+            "Gemma {}x{} ({} heads, {} KV head, MLP {})",
+            t.hidden_size,
+            t.num_hidden_layers,
+            t.num_attention_heads,
+            t.num_key_value_heads,
+            t.intermediate_size
+        );
+    }
+    let opt = |x: Option<f64>| x.map_or("none".into(), |v| format!("{v}"));
+    let sliding: Vec<String> = (0..t.num_hidden_layers as usize)
+        .filter(|&i| t.layer_window(i).is_some())
+        .map(|i| i.to_string())
+        .collect();
+    format!(
+        "Gemma 2 {}x{} ({} heads over {} KV heads of {}, MLP {}; query_pre_attn_scalar {}, attention-logit \
+         soft-capping {}, final-logit soft-capping {}, sliding window {} on layers {})",
+        t.hidden_size,
+        t.num_hidden_layers,
+        t.num_attention_heads,
+        t.num_key_value_heads,
+        t.head_dim,
+        t.intermediate_size,
+        opt(t.query_pre_attn_scalar),
+        opt(t.attn_logit_softcapping),
+        opt(t.final_logit_softcapping),
+        t.sliding_window.map_or("none".into(), |w| w.to_string()),
+        if sliding.is_empty() { "none".into() } else { sliding.join(", ") }
+    )
+}
+
+/// ` (PaliGemma 2)` for a Gemma-2 decoder, for a record's heading (PaliGemma 1 headings stay as they were).
+pub fn title_model(cfg: &paligemma::PaliGemmaConfig) -> &'static str {
+    if cfg.text_config.architecture() == gemma::Architecture::Gemma2 {
+        " (PaliGemma 2)"
+    } else {
+        ""
+    }
+}
+
+/// The reference's language-model attention implementation, as its workers reported it (` Reference attention …`),
+/// empty when they did not say.
+pub fn reference_attention<'a>(
+    results: impl IntoIterator<Item = &'a super::spec::WorkerResult>,
+) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for r in results {
+        if let Some(i) = r.versions.get("text_attention").and_then(|v| v.as_str()) {
+            if !seen.iter().any(|s| s == i) {
+                seen.push(i.to_string());
+            }
+        }
+    }
+    if seen.is_empty() {
+        return String::new();
+    }
+    format!(
+        " The reference ran the language model's attention as `{}` (transformers' `_attn_implementation`).",
+        seen.join("`, `")
+    )
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainCase {
     /// `hard_prompt` (Gemma attention), `lora` (r 8 on Gemma q/k/v/o) or `soft_prompt` (10 vectors).

@@ -7,9 +7,8 @@ use super::inputs;
 use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
-use super::{machine, report, Common, Session};
+use super::{machine, report, Common, ModelChoice, Session};
 use anyhow::Result;
-use std::path::PathBuf;
 
 /// Generation target on CPU: at least 1.5 times the reference's tokens per second.
 pub const SPEED_TARGET: f64 = 1.5;
@@ -18,8 +17,10 @@ pub const SPEED_TARGET: f64 = 1.5;
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// `midsize` (mid-size PaliGemma) or `midsize2` (mid-size PaliGemma 2), the models of `bench train`; or an HF
+    /// PaliGemma directory.
+    #[arg(long, default_value = ModelChoice::DEFAULT, value_parser = ModelChoice::parse)]
+    pub model: ModelChoice,
     /// f32 (ids must match exactly) or bf16 (ids are compared and reported; rounding may split near-ties).
     #[arg(long, default_value = "f32", value_parser = dtype_word)]
     pub dtype: String,
@@ -48,12 +49,13 @@ fn dtype_word(s: &str) -> Result<String, String> {
 pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
     let session = c.session()?;
-    let model = session.model_or_midsize(a.model.as_deref())?;
+    let model = session.model(&a.model)?;
+    let pcfg = paligemma::PaliGemmaConfig::from_file(&model.join("config.json"))?;
     let Session { repo, work, runner, versions, threads, .. } = session;
     let rounds = c.rounds();
     let steps = c.steps.unwrap_or(2);
     let list = c.select(cases::generate_cases(c.quick), |k| k.label())?;
-    let inputs_dir = work.join("inputs");
+    let inputs_dir = a.model.inputs_dir(&work);
     std::fs::create_dir_all(&inputs_dir)?;
     eprintln!(
         "bench generate: {} cases x {rounds} rounds x (1 warm-up + {steps} timed calls) per side, {threads} threads",
@@ -129,7 +131,16 @@ pub fn run(a: &Args) -> Result<i32> {
             profiles.push((row.case.clone(), rust, hf));
         }
     }
-    let raw = work.join(format!("results-generate-{}.json", trainer::run::now().0));
+    // After every worker has run, so the probe never competes with them.
+    let head_rows: Vec<i64> = list.iter().map(|k| (k.batch * k.beams) as i64).collect();
+    let probe = (!profiles.is_empty() && !c.device.starts_with("cuda"))
+        .then(|| head_probe(&pcfg, &a.dtype, threads, &head_rows));
+    let bandwidth = probe.as_ref().map(|p| p.bandwidth);
+    let raw = work.join(format!(
+        "results-generate-{}{}.json",
+        if a.model.flag().is_empty() { String::new() } else { format!("{}-", a.model.key()) },
+        trainer::run::now().0
+    ));
     write_json(
         &raw,
         &rows
@@ -137,7 +148,11 @@ pub fn run(a: &Args) -> Result<i32> {
             .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}))
             .collect::<Vec<_>>(),
     )?;
-    let section = render(a, &rows, &profiles, &versions, threads, rounds, steps);
+    let mut section =
+        render(a, &pcfg, &rows, &profiles, bandwidth, &versions, threads, rounds, steps);
+    if let Some(p) = &probe {
+        section += &p.render(&pcfg, &a.dtype);
+    }
     println!("{section}");
     if !c.no_record {
         report::append(&cases::resolve(&repo, &c.record), &section)?;
@@ -147,39 +162,175 @@ pub fn run(a: &Args) -> Result<i32> {
     Ok(if !strict || rows.iter().all(|r| r.same_ids) { 0 } else { 2 })
 }
 
+/// Bytes of the output head's table (the tied embedding, `[vocab, hidden]`) in the run's dtype.
+fn head_bytes(pcfg: &paligemma::PaliGemmaConfig, dtype: &str) -> f64 {
+    let t = &pcfg.text_config;
+    (t.vocab_size * t.hidden_size) as f64 * if dtype == "f32" { 4.0 } else { 2.0 }
+}
+
+/// What the output head's product costs on this machine, measured in the orchestrator after every worker has run:
+/// the best read of the table, and one decoding step's product for each row count of the run, as
+/// `gemma::Gemma::logits_decode` computes it and with the layout that MKL streams fastest.
+struct HeadProbe {
+    /// Bytes per second: the fastest of a few `E h` products and plain sums over a table of the head's shape and
+    /// dtype. Reading the table once per decoding step is the least any head can do, so `table bytes / this`
+    /// bounds the head's time per step from below.
+    bandwidth: f64,
+    /// `(rows, seconds as logits_decode does it, seconds with h^T as a view)`, f32 only.
+    products: Vec<(i64, f64, f64)>,
+}
+
+fn best_of(n: usize, mut f: impl FnMut() -> tch::Tensor) -> f64 {
+    (0..n)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let _ = f();
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn head_probe(
+    pcfg: &paligemma::PaliGemmaConfig,
+    dtype: &str,
+    threads: usize,
+    rows: &[i64],
+) -> HeadProbe {
+    use tch::{Device, Kind, Tensor};
+    tch::set_num_threads(threads as i32);
+    let kind = if dtype == "f32" { Kind::Float } else { Kind::BFloat16 };
+    let t = &pcfg.text_config;
+    let table =
+        Tensor::randn([t.vocab_size, t.hidden_size], (Kind::Float, Device::Cpu)).to_kind(kind);
+    let h = Tensor::randn([t.hidden_size, 1], (Kind::Float, Device::Cpu)).to_kind(kind);
+    let read = best_of(6, || table.matmul(&h)).min(best_of(6, || table.sum(Kind::Float)));
+    let mut products = Vec::new();
+    if kind == Kind::Float {
+        let mut seen = rows.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        for &r in &seen {
+            let hs = Tensor::randn([r, t.hidden_size], (Kind::Float, Device::Cpu));
+            // `Gemma::logits_decode` (crates/gemma/src/model.rs), without the soft-capping: one row through
+            // `linear` (`h E^T`), several as `(E h^T)^T` with h^T made contiguous.
+            let today = best_of(8, || {
+                if r == 1 {
+                    hs.linear::<Tensor>(&table, None)
+                } else {
+                    table.matmul(&hs.tr().contiguous()).tr().contiguous()
+                }
+            });
+            // The same product with h^T left as a (column-major) view, one row padded to two.
+            let view = best_of(8, || {
+                if r == 1 {
+                    table
+                        .matmul(&Tensor::cat(&[&hs, &hs], 0).tr())
+                        .narrow(1, 0, 1)
+                        .tr()
+                        .contiguous()
+                } else {
+                    table.matmul(&hs.tr()).tr().contiguous()
+                }
+            });
+            products.push((r, today, view));
+        }
+    }
+    HeadProbe { bandwidth: head_bytes(pcfg, dtype) / read, products }
+}
+
+impl HeadProbe {
+    fn render(&self, pcfg: &paligemma::PaliGemmaConfig, dtype: &str) -> String {
+        if self.products.is_empty() {
+            return String::new();
+        }
+        let bytes = head_bytes(pcfg, dtype);
+        let bound = bytes / self.bandwidth;
+        let ms = |x: f64| format!("{:.1} ms", x * 1e3);
+        let rows: Vec<Vec<String>> = self
+            .products
+            .iter()
+            .map(|&(r, today, view)| {
+                vec![
+                    r.to_string(),
+                    format!("{} ({:.0}%)", ms(today), 100.0 * bound / today),
+                    format!("{} ({:.0}%)", ms(view), 100.0 * bound / view),
+                    ms(bound),
+                ]
+            })
+            .collect();
+        let mut s = format!(
+            "\nThe output head's product for one decoding step, measured in the orchestrator after the workers (best \
+             of 8; rows = batch x beams; in brackets the share of the read bound's speed). `logits_decode` is how \
+             `gemma::Gemma::logits_decode` computes it (one row through `linear`, i.e. `h E^T`; several as `(E h^T)^T` \
+             with h^T copied contiguous); the next column leaves h^T a column-major view (one row padded to two), \
+             which MKL's sgemm streams; the bound is one read of the {} x {} {dtype} table ({:.0} MB) at {:.1} GB/s. \
+             Soft-capping (Gemma 2) comes on top of each.\n\n",
+            pcfg.text_config.vocab_size,
+            pcfg.text_config.hidden_size,
+            bytes / 1e6,
+            self.bandwidth / 1e9
+        );
+        s += &report::table(
+            &["rows", "`logits_decode` today", "h^T as a view", "one read of the table"],
+            &[true, true, true, true],
+            &rows,
+        );
+        s
+    }
+}
+
 fn row_speed(r: &Row) -> Option<f64> {
     let (ours, theirs) = (summary(&r.rust, |x| &x.gen_s)?, summary(&r.hf, |x| &x.gen_s)?);
     Some(theirs.median / ours.median)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     a: &Args,
+    pcfg: &paligemma::PaliGemmaConfig,
     rows: &[Row],
     profiles: &[(GenerateCase, WorkerResult, WorkerResult)],
+    bandwidth: Option<f64>,
     versions: &serde_json::Value,
     threads: usize,
     rounds: usize,
     steps: usize,
 ) -> String {
     let c = &a.common;
+    let dtype = if a.dtype == "f32" { String::new() } else { format!(" --dtype {}", a.dtype) };
     let mut s = format!(
-        "## generate: captioning vs transformers `generate`, {} (`cargo xtask bench generate{}`)\n\n",
+        "## generate{}: captioning vs transformers `generate`, {} (`cargo xtask bench generate{}{dtype}{}`)\n\n",
+        cases::title_model(pcfg),
         report::today(),
-        if c.quick { " --quick" } else { "" }
+        a.model.flag(),
+        c.flags()
     );
+    let model = match &a.model {
+        ModelChoice::Generated(_) => {
+            let mut m = format!(
+                "the {} of `bench train{}` (random weights)",
+                a.model.describe(),
+                a.model.flag()
+            );
+            if !cases::title_model(pcfg).is_empty() {
+                m += &format!(", {}", cases::text_model(pcfg));
+            }
+            m
+        }
+        ModelChoice::Dir(p) => p.display().to_string(),
+    };
     s += &format!(
         "Model: {}, {}; prompts \"caption en\" / \"describe the image\" / \
          \"caption es\" (left-padded in a batch) with random images; {} new tokens, KV cache on both sides \
          (transformers' default `DynamicCache`). {rounds} round(s) per case alternating sides, 1 warm-up + {steps} \
          timed calls per process, medians (min-max); {threads} threads on both sides. Tokens/s counts generated \
          tokens over all rows for the whole call (vision tower, prefill, decoding); time to first token is a call \
-         with one new token.\n\n{}\n\n",
-        a.model.as_ref().map_or("the mid-size PaliGemma of `bench train` (random weights)".into(), |m| {
-            m.display().to_string()
-        }),
+         with one new token.\n\n{}{}\n\n",
+        model,
         a.dtype,
         a.max_new_tokens,
-        machine::describe(&c.device, versions)
+        machine::describe(&c.device, versions),
+        cases::reference_attention(rows.iter().flat_map(|r| &r.hf))
     );
     let mut met = 0;
     let mut out = Vec::new();
@@ -246,6 +397,64 @@ fn render(
             hf.profile.as_deref().unwrap_or_default(),
             "transformers",
         );
+        if let Some(bw) = bandwidth {
+            s += &bandwidth_note(pcfg, &a.dtype, bw, rows.iter().find(|r| r.case == *k), rust, hf);
+        }
     }
+    s
+}
+
+/// The memory-bandwidth bound of one profiled case: one read of the head's table per decoding step at the measured
+/// bandwidth, against each side's output-head block, and what the call would take with our head at the bound.
+fn bandwidth_note(
+    pcfg: &paligemma::PaliGemmaConfig,
+    dtype: &str,
+    bw: f64,
+    row: Option<&Row>,
+    rust: &WorkerResult,
+    hf: &WorkerResult,
+) -> String {
+    let block = |r: &WorkerResult, name: &str| {
+        r.profile.iter().flatten().filter(|(k, _)| k == name).map(|(_, s)| *s).sum::<f64>()
+    };
+    let total = |r: &WorkerResult| r.profile.iter().flatten().map(|(_, s)| *s).sum::<f64>();
+    // Decoding steps of the call: one head evaluation per generated position (the longest row; every row and beam
+    // shares one product with the table per step).
+    let reads = rust.ids.iter().map(Vec::len).max().unwrap_or(0) as f64;
+    let bytes = head_bytes(pcfg, dtype);
+    let bound = reads * bytes / bw;
+    let (ours, theirs) = (block(rust, "output head"), block(hf, "output head"));
+    if reads == 0.0 || ours <= 0.0 || theirs <= 0.0 {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nMemory-bandwidth bound of the output head: {reads:.0} reads of the {} x {} {dtype} table ({:.0} MB) at \
+         {:.1} GB/s (the best read of a table of that shape measured on this machine in this run, {} threads) = \
+         {:.0} ms per call. Output head: ours {:.0} ms ({:.0}% of the bound's speed), transformers {:.0} ms ({:.0}%).",
+        pcfg.text_config.vocab_size,
+        pcfg.text_config.hidden_size,
+        bytes / 1e6,
+        bw / 1e9,
+        tch::get_num_threads(),
+        bound * 1e3,
+        ours * 1e3,
+        100.0 * bound / ours,
+        theirs * 1e3,
+        100.0 * bound / theirs,
+    );
+    if let Some(r) = row {
+        if let (Some(a), Some(b)) = (summary(&r.rust, |x| &x.gen_s), summary(&r.hf, |x| &x.gen_s)) {
+            // Our timed call with its head time (profile share) replaced by the bound: the most this dtype allows.
+            let head_share = ours / total(rust).max(f64::MIN_POSITIVE);
+            let best_call = a.median * (1.0 - head_share) + bound;
+            s += &format!(
+                " With our head at the bound and the rest unchanged, the call would take {:.0} ms: at most {:.2}x the \
+                 reference's speed at this dtype.",
+                best_call * 1e3,
+                b.median / best_call
+            );
+        }
+    }
+    s.push('\n');
     s
 }

@@ -1,7 +1,9 @@
 //! `pgrs bench`: this project against the Python stack (transformers 5.23 + PEFT 0.21) on the same work, side by
 //! side in one run: `train` (one optimizer step), `generate` (greedy and beam captioning) and `fullsize` (peak memory
-//! of PaliGemma-3B fine-tuning steps against the memory planner). `pgrs` (crates/cli) only declares the subcommand,
-//! `Bench(bench::Args)`, and calls [`run`].
+//! of PaliGemma-3B fine-tuning steps against the memory planner); `train` and `generate` run on the mid-size
+//! PaliGemma (default) or PaliGemma 2 (`--model midsize2`). `attention` times the exact attention paths for Gemma 2's
+//! soft-capped layers against each other and against fused SDPA (libtorch only, no Python). `pgrs` (crates/cli) only
+//! declares the subcommand, `Bench(bench::Args)`, and calls [`run`].
 //!
 //! Method (issue 6, `docs/benchmarks.md`): one weights directory written once by `scripts/bench/make_model.py`
 //! (seeded random, nothing downloaded), one batch and one set of initial trainables written by this process, read by
@@ -12,6 +14,7 @@
 //! The binary that calls [`run`] must route `<itself> bench …` to it, as `pgrs` does: the Rust worker is started as
 //! `<current executable> bench worker --spec … --out …`. `scripts/bench/` is found from the repository root
 //! (`cases::repo_root`: the working directory's nearest ancestor holding it, else this checkout).
+mod attention;
 mod cases;
 mod fullsize;
 mod generate;
@@ -59,9 +62,12 @@ pub struct Common {
     /// Fewer cases and repetitions: a first look in about a minute or two.
     #[arg(long)]
     pub quick: bool,
-    /// Only cases whose label contains this text (e.g. `lora`, `b8`, `bf16`).
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Only cases whose label contains one of these texts (comma-separated, e.g. `lora`, `b8`, `lora-b8,hard_prompt`).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Leave out cases whose label contains one of these texts (comma-separated, e.g. `ckpt,soft`).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
     /// Where cached weights, inputs and worker logs go.
     #[arg(long, default_value = "data/cache/bench")]
     pub work_dir: PathBuf,
@@ -104,25 +110,108 @@ impl Common {
         self.rounds.unwrap_or(if self.quick { 1 } else { 2 })
     }
 
-    /// The cases whose label contains `--only` (all without it); none left is an error.
+    /// The cases whose label contains one of `--only` (all without it) and none of `--skip`; none left is an
+    /// error.
     pub fn select<T>(&self, mut list: Vec<T>, label: impl Fn(&T) -> String) -> Result<Vec<T>> {
-        if let Some(f) = &self.only {
-            list.retain(|k| label(k).contains(f.as_str()));
-        }
+        list.retain(|k| {
+            let l = label(k);
+            (self.only.is_empty() || self.only.iter().any(|f| l.contains(f.as_str())))
+                && !self.skip.iter().any(|f| l.contains(f.as_str()))
+        });
         if list.is_empty() {
-            anyhow::bail!("no case matches --only {:?}", self.only);
+            anyhow::bail!("no case matches --only {:?} --skip {:?}", self.only, self.skip);
         }
         Ok(list)
+    }
+
+    /// The case-selection options as typed, for the command line a record shows.
+    pub fn flags(&self) -> String {
+        let mut s = String::new();
+        if self.quick {
+            s += " --quick";
+        }
+        for (flag, v) in [("--only", &self.only), ("--skip", &self.skip)] {
+            if !v.is_empty() {
+                s += &format!(" {flag} {}", v.join(","));
+            }
+        }
+        s
+    }
+}
+
+/// The weights `bench train` / `bench generate` run on (`--model`): a generated model by name, or a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Written once by `scripts/bench/make_model.py <name>` into `<work dir>/<name>` (see [`GENERATED_MODELS`]).
+    Generated(&'static str),
+    /// An HF PaliGemma (1 or 2) directory.
+    Dir(PathBuf),
+}
+
+/// The models `--model` names: the name `make_model.py` knows, and how the record calls it.
+pub const GENERATED_MODELS: [(&str, &str); 2] =
+    [("midsize", "mid-size PaliGemma"), ("midsize2", "mid-size PaliGemma 2")];
+
+impl ModelChoice {
+    pub const DEFAULT: &'static str = "midsize";
+
+    /// A name of [`GENERATED_MODELS`], else a directory (write `./midsize` for a directory of that name).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("expected midsize, midsize2 or an HF PaliGemma directory".into());
+        }
+        Ok(match GENERATED_MODELS.iter().find(|(n, _)| *n == s) {
+            Some((n, _)) => Self::Generated(n),
+            None => Self::Dir(PathBuf::from(s)),
+        })
+    }
+
+    /// What the record calls the model.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Generated(n) => GENERATED_MODELS
+                .iter()
+                .find(|(g, _)| g == n)
+                .map_or_else(|| n.to_string(), |(_, d)| d.to_string()),
+            Self::Dir(p) => p.display().to_string(),
+        }
+    }
+
+    /// ` --model …` as typed, empty for the default, for the command line a record shows.
+    pub fn flag(&self) -> String {
+        match self {
+            Self::Generated(n) if *n == Self::DEFAULT => String::new(),
+            Self::Generated(n) => format!(" --model {n}"),
+            Self::Dir(p) => format!(" --model {}", p.display()),
+        }
+    }
+
+    /// A short name for file names: the generated model's, else the directory's last component.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Generated(n) => n.to_string(),
+            Self::Dir(p) => {
+                p.file_name().map_or_else(|| "model".into(), |f| f.to_string_lossy().into_owned())
+            }
+        }
+    }
+
+    /// Where the shared inputs of this model's cases go (the default model keeps the original `inputs/`).
+    pub fn inputs_dir(&self, work: &Path) -> PathBuf {
+        match self {
+            Self::Generated(n) if *n != Self::DEFAULT => work.join(format!("inputs-{n}")),
+            _ => work.join("inputs"),
+        }
     }
 }
 
 impl Session {
-    /// `--model`, else the generated mid-size PaliGemma (written once).
-    pub fn model_or_midsize(&self, explicit: Option<&Path>) -> Result<PathBuf> {
-        match explicit {
-            Some(m) => Ok(m.to_path_buf()),
-            None => {
-                cases::ensure_model(&self.python, &self.repo, "midsize", &self.work.join("midsize"))
+    /// The weights directory of `--model` (a generated one is written once, then cached under the work directory).
+    pub fn model(&self, choice: &ModelChoice) -> Result<PathBuf> {
+        match choice {
+            ModelChoice::Dir(p) => Ok(p.clone()),
+            ModelChoice::Generated(name) => {
+                cases::ensure_model(&self.python, &self.repo, name, &self.work.join(name))
             }
         }
     }
@@ -136,6 +225,8 @@ pub enum Command {
     Generate(generate::Args),
     /// PaliGemma-3B-pt-224 shapes (random bf16): peak memory of LoRA / attention-only / custom steps vs the planner.
     Fullsize(fullsize::Args),
+    /// Gemma 2's soft-capped attention: the exact paths against each other and fused SDPA, forward + backward.
+    Attention(attention::Args),
     /// One side of one case (used by the benchmarks; reads a spec file, writes a result file).
     #[command(hide = true)]
     Worker {
@@ -151,6 +242,52 @@ pub fn run(args: Args) -> Result<i32> {
         Command::Train(a) => train::run(&a),
         Command::Generate(a) => generate::run(&a),
         Command::Fullsize(a) => fullsize::run(&a),
+        Command::Attention(a) => attention::run(&a),
         Command::Worker { spec, out } => worker::run(&spec, &out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_select_generated_models_and_anything_else_is_a_directory() {
+        assert_eq!(ModelChoice::parse("midsize2"), Ok(ModelChoice::Generated("midsize2")));
+        let default = ModelChoice::parse(ModelChoice::DEFAULT).unwrap();
+        assert_eq!(default, ModelChoice::Generated("midsize"));
+        assert_eq!(default.flag(), "");
+        let dir = ModelChoice::parse("data/fixtures/pg2-gqa").unwrap();
+        assert_eq!(dir, ModelChoice::Dir("data/fixtures/pg2-gqa".into()));
+        assert_eq!(ModelChoice::parse("./midsize2"), Ok(ModelChoice::Dir("./midsize2".into())));
+        let two = ModelChoice::Generated("midsize2");
+        assert_eq!(
+            (two.describe().as_str(), two.flag().as_str()),
+            ("mid-size PaliGemma 2", " --model midsize2")
+        );
+        let work = Path::new("w");
+        assert_eq!(default.inputs_dir(work), work.join("inputs"));
+        assert_eq!(two.inputs_dir(work), work.join("inputs-midsize2"));
+        assert!(ModelChoice::parse("").is_err());
+    }
+
+    #[test]
+    fn only_and_skip_take_lists() {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            c: Common,
+        }
+        let parse = |args: &[&str]| {
+            <T as clap::Parser>::parse_from(std::iter::once("t").chain(args.iter().copied())).c
+        };
+        let labels =
+            ["lora-b1-f32", "lora-b1-f32-ckpt", "hard_prompt-b8-f32", "soft_prompt-b1-f32"];
+        let pick = |c: &Common| c.select(labels.to_vec(), |l| l.to_string());
+        let c = parse(&["--only", "lora-b1,hard_prompt", "--skip", "ckpt"]);
+        assert_eq!(pick(&c).unwrap(), ["lora-b1-f32", "hard_prompt-b8-f32"]);
+        assert_eq!(c.flags(), " --only lora-b1,hard_prompt --skip ckpt");
+        assert_eq!(pick(&parse(&[])).unwrap().len(), 4);
+        assert!(pick(&parse(&["--only", "bf16"])).is_err());
     }
 }

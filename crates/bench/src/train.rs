@@ -1,15 +1,15 @@
 //! `pgrs bench train`: one optimizer step (forward, backward, clip, AdamW update) of this project against
 //! `PaliGemmaForConditionalGeneration` + PEFT, for attention-only hard prompt, LoRA r8 and a 10-vector soft prompt, at
 //! batch 1 and 8, f32 and bf16, with and without gradient checkpointing, on the mid-size model of
-//! `scripts/bench/make_model.py` (real 257,216-token vocabulary, 256 image tokens).
+//! `scripts/bench/make_model.py` (real 257,216-token vocabulary, 256 image tokens): PaliGemma 1 by default, PaliGemma 2
+//! (Gemma-2 decoder) with `--model midsize2`.
 use super::cases::{self, TrainCase};
 use super::inputs;
 use super::runner::Side;
 use super::spec::{write_json, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
-use super::{machine, report, Common, Session};
+use super::{machine, report, Common, ModelChoice, Session};
 use anyhow::{bail, Result};
-use std::path::PathBuf;
 
 /// Time and memory targets on CPU (issue 6): ours at most 0.6 of the reference.
 pub const TIME_TARGET: f64 = 0.6;
@@ -24,9 +24,10 @@ const SOFT_LEN: usize = 10;
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
-    /// An HF PaliGemma directory to use instead of the generated mid-size model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// `midsize` (mid-size PaliGemma) or `midsize2` (mid-size PaliGemma 2, Gemma-2 decoder), both generated once
+    /// under the work directory; or an HF PaliGemma directory.
+    #[arg(long, default_value = ModelChoice::DEFAULT, value_parser = ModelChoice::parse)]
+    pub model: ModelChoice,
     /// Only these dtypes (f32, bf16).
     #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
     pub dtypes: Vec<String>,
@@ -80,7 +81,7 @@ pub fn loss_agreement(dtype: &str, ours: &[f64], theirs: &[f64]) -> (f64, bool) 
 pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
     let session = c.session()?;
-    let model = session.model_or_midsize(a.model.as_deref())?;
+    let model = session.model(&a.model)?;
     let Session { repo, work, runner, versions, threads, .. } = session;
     let rounds = c.rounds();
     let steps = c.steps.unwrap_or(1);
@@ -96,7 +97,7 @@ pub fn run(a: &Args) -> Result<i32> {
     let list = c.select(cases::train_cases(c.quick, &dtypes), |k| k.label())?;
 
     // Shared inputs: one batch per (batch size, soft slots), one init per strategy.
-    let inputs_dir = work.join("inputs");
+    let inputs_dir = a.model.inputs_dir(&work);
     std::fs::create_dir_all(&inputs_dir)?;
     let pcfg = paligemma::PaliGemmaConfig::from_file(&model.join("config.json"))?;
     let mut seq_lens = std::collections::BTreeMap::new();
@@ -189,7 +190,11 @@ pub fn run(a: &Args) -> Result<i32> {
         }
     }
 
-    let raw = work.join(format!("results-train-{}.json", trainer::run::now().0));
+    let raw = work.join(format!(
+        "results-train-{}{}.json",
+        if a.model.flag().is_empty() { String::new() } else { format!("{}-", a.model.key()) },
+        trainer::run::now().0
+    ));
     write_json(
         &raw,
         &rows
@@ -230,13 +235,20 @@ fn render(
             )
         })
         .collect();
+    let dtypes = if a.dtypes.join(",") == "f32,bf16" {
+        String::new()
+    } else {
+        format!(" --dtypes {}", a.dtypes.join(","))
+    };
     let mut s = format!(
-        "## train: one optimizer step vs transformers + PEFT, {} (`cargo xtask bench train{}`)\n\n",
+        "## train{}: one optimizer step vs transformers + PEFT, {} (`cargo xtask bench train{}{dtypes}{}`)\n\n",
+        cases::title_model(pcfg),
         report::today(),
-        if c.quick { " --quick" } else { "" }
+        a.model.flag(),
+        c.flags()
     );
     s += &format!(
-        "Model: {}, {:.1} M parameters: SigLIP {}x{} ({} image tokens), Gemma {}x{} ({} heads, {} KV head, MLP {}), \
+        "Model: {}, {:.1} M parameters: SigLIP {}x{} ({} image tokens), {}, \
          vocabulary {} (tied head); seeded random weights from `scripts/bench/make_model.py`, read by both sides. \
          Sequence lengths: {}. One step = forward, backward, global-norm clip 1.0, AdamW (lr {}, no decay), on the same \
          batch and the same initial trainables on both sides. {} round(s) per case, each running both sides in \
@@ -244,16 +256,12 @@ fn render(
          (min-max) over all timed steps; {} threads on both sides. Peak memory: on CPU the peak RSS of the process \
          while training (high-water mark reset once the model is loaded; weights included), on CUDA the process's \
          GPU memory sampled from nvidia-smi.\n\n",
-        a.model.as_ref().map_or("mid-size PaliGemma".into(), |m| m.display().to_string()),
+        a.model.describe(),
         params as f64 / 1e6,
         v.hidden_size,
         v.num_hidden_layers,
         pcfg.num_image_tokens(),
-        t.hidden_size,
-        t.num_hidden_layers,
-        t.num_attention_heads,
-        t.num_key_value_heads,
-        t.intermediate_size,
+        cases::text_model(pcfg),
         t.vocab_size,
         lens.join(", "),
         a.lr,
@@ -261,7 +269,11 @@ fn render(
         steps,
         threads
     );
-    s += &format!("{}\n\n", machine::describe(&c.device, versions));
+    s += &format!(
+        "{}{}\n\n",
+        machine::describe(&c.device, versions),
+        cases::reference_attention(rows.iter().flat_map(|r| &r.hf))
+    );
     let mut table_rows = Vec::new();
     let (mut time_ok, mut mem_ok) = (0, 0);
     for r in rows {
@@ -316,13 +328,24 @@ fn render(
         .filter(|r| r.case.dtype != "f32")
         .map(|r| r.max_rel_diff)
         .fold(0.0f64, f64::max);
+    let has = |f32: bool| rows.iter().any(|r| (r.case.dtype == "f32") == f32);
+    let mut agreement = Vec::new();
+    if has(true) {
+        agreement.push(format!(
+            "f32 every step within {F32_REL_TOL:e} relative (largest seen: {})",
+            seen(worst_f32)
+        ));
+    }
+    if has(false) {
+        agreement.push(format!(
+            "bf16 first step within {BF16_REL_TOL:e} (largest seen: {})",
+            seen(worst_bf16)
+        ));
+    }
     s += &format!(
         "\nTargets on CPU (ours / reference): step time at most {TIME_TARGET}: met in {time_ok} of {n} cases; peak \
-         memory at most {MEMORY_TARGET}: met in {mem_ok} of {n} (✗ marks a miss). Loss agreement before timing: f32 \
-         every step within {F32_REL_TOL:e} relative (largest seen: {}); bf16 first step within {BF16_REL_TOL:e} \
-         (largest seen: {}).{}\n",
-        seen(worst_f32),
-        seen(worst_bf16),
+         memory at most {MEMORY_TARGET}: met in {mem_ok} of {n} (✗ marks a miss). Loss agreement before timing: {}.{}\n",
+        agreement.join("; "),
         if rows.iter().all(|r| r.agree) {
             String::new()
         } else {

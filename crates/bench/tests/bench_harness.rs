@@ -1,11 +1,13 @@
-//! The benchmark harness itself (not timings): on the tiny `mqa` fixture, the Rust worker (`pgrs bench worker`) must
-//! give the losses and generated ids that the reference worker (`scripts/bench/hf_worker.py`, transformers 5.23 +
-//! PEFT 0.21) gave on the same inputs, for LoRA (plain and checkpointed, f32 and bf16), attention-only, soft prompt,
-//! greedy and beam search.
+//! The benchmark harness itself (not timings): on the tiny `mqa` fixture (PaliGemma 1) and the tiny `pg2-gqa` fixture
+//! (PaliGemma 2: Gemma-2 decoder with soft-capping that bites and a sliding window shorter than every sequence), the
+//! Rust worker (`pgrs bench worker`) must give the losses and generated ids that the reference worker
+//! (`scripts/bench/hf_worker.py`, transformers 5.23 + PEFT 0.21, eager attention for Gemma 2) gave on the same inputs,
+//! for LoRA (plain and checkpointed, f32 and bf16), attention-only, soft prompt, greedy and beam search.
 //!
 //! The reference's results are committed (`tests/bench_tiny/reference.json`, with a fingerprint of the inputs they
 //! were computed on), so this runs without Python. Where the reference venv has transformers and peft, the reference
-//! worker is also run live, and one whole `bench train` on the tiny model checks the orchestration.
+//! worker is also run live, and one whole `bench train` on each tiny model checks the orchestration (`--model` with a
+//! PaliGemma 2 directory included).
 //! Regenerate the committed file with
 //! `cargo test -p bench --test bench_harness -- --ignored regenerate_reference`.
 //!
@@ -129,8 +131,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-fn model() -> PathBuf {
-    root().join("data/fixtures/mqa")
+/// The fixtures the cases run on: PaliGemma 1 (`mqa`) and PaliGemma 2 (`pg2-gqa`).
+const MODELS: [&str; 2] = ["data/fixtures/mqa", "data/fixtures/pg2-gqa"];
+
+fn model(dir: &str) -> PathBuf {
+    root().join(dir)
+}
+
+/// Where one model's inputs go under a test's directory.
+fn inputs_dir(dir: &Path, model: &str) -> PathBuf {
+    dir.join(Path::new(model).file_name().unwrap())
 }
 
 fn reference_file() -> PathBuf {
@@ -139,6 +149,7 @@ fn reference_file() -> PathBuf {
 
 struct Case {
     name: &'static str,
+    model: &'static str,
     task: Task,
     strategy: &'static str,
     dtype: &'static str,
@@ -146,8 +157,12 @@ struct Case {
     beams: usize,
 }
 
-const CASES: [Case; 7] = [
+const MQA: &str = MODELS[0];
+const PG2: &str = MODELS[1];
+
+const CASES: [Case; 12] = [
     Case {
+        model: MQA,
         name: "lora-f32",
         task: Task::Train,
         strategy: "lora",
@@ -156,6 +171,7 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "lora-f32-ckpt",
         task: Task::Train,
         strategy: "lora",
@@ -164,6 +180,7 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "lora-bf16",
         task: Task::Train,
         strategy: "lora",
@@ -172,6 +189,7 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "attention-f32",
         task: Task::Train,
         strategy: "hard_prompt",
@@ -180,6 +198,7 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "soft-f32",
         task: Task::Train,
         strategy: "soft_prompt",
@@ -188,6 +207,7 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "greedy",
         task: Task::Generate,
         strategy: "none",
@@ -196,7 +216,53 @@ const CASES: [Case; 7] = [
         beams: 1,
     },
     Case {
+        model: MQA,
         name: "beam3",
+        task: Task::Generate,
+        strategy: "none",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 3,
+    },
+    Case {
+        model: PG2,
+        name: "pg2-lora-f32",
+        task: Task::Train,
+        strategy: "lora",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        model: PG2,
+        name: "pg2-lora-bf16",
+        task: Task::Train,
+        strategy: "lora",
+        dtype: "bf16",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        model: PG2,
+        name: "pg2-attention-f32-ckpt",
+        task: Task::Train,
+        strategy: "hard_prompt",
+        dtype: "f32",
+        checkpointing: true,
+        beams: 1,
+    },
+    Case {
+        model: PG2,
+        name: "pg2-greedy",
+        task: Task::Generate,
+        strategy: "none",
+        dtype: "f32",
+        checkpointing: false,
+        beams: 1,
+    },
+    Case {
+        model: PG2,
+        name: "pg2-beam3",
         task: Task::Generate,
         strategy: "none",
         dtype: "f32",
@@ -205,12 +271,23 @@ const CASES: [Case; 7] = [
     },
 ];
 
-/// Writes the inputs of every case into `dir` (the same code the benchmarks use); returns a fingerprint of them.
+/// Writes the inputs of every case into `dir` (the same code the benchmarks use), one folder per model; returns a
+/// fingerprint of them by model.
 fn write_inputs(dir: &Path) -> Value {
-    let cfg = paligemma::PaliGemmaConfig::from_file(&model().join("config.json")).unwrap();
-    inputs::write_train(&model(), 3, 0, 5, &dir.join("train.safetensors")).unwrap();
-    inputs::write_train(&model(), 3, 4, 5, &dir.join("train-soft.safetensors")).unwrap();
-    inputs::write_generate(&model(), 3, 6, &dir.join("generate.safetensors")).unwrap();
+    let mut by_model = serde_json::Map::new();
+    for m in MODELS {
+        let d = inputs_dir(dir, m);
+        std::fs::create_dir_all(&d).unwrap();
+        by_model.insert(m.into(), write_model_inputs(&model(m), &d));
+    }
+    Value::Object(by_model)
+}
+
+fn write_model_inputs(model: &Path, dir: &Path) -> Value {
+    let cfg = paligemma::PaliGemmaConfig::from_file(&model.join("config.json")).unwrap();
+    inputs::write_train(model, 3, 0, 5, &dir.join("train.safetensors")).unwrap();
+    inputs::write_train(model, 3, 4, 5, &dir.join("train-soft.safetensors")).unwrap();
+    inputs::write_generate(model, 3, 6, &dir.join("generate.safetensors")).unwrap();
     inputs::write_init(&cfg, "lora", 4, 0, 7, &dir.join("init-lora.safetensors")).unwrap();
     inputs::write_init(&cfg, "soft_prompt", 0, 4, 8, &dir.join("init-soft.safetensors")).unwrap();
     let mut fp = serde_json::Map::new();
@@ -228,6 +305,12 @@ fn write_inputs(dir: &Path) -> Value {
         fp.insert(f.into(), Value::Array(sums));
     }
     Value::Object(fp)
+}
+
+/// The same models, each with the same fingerprint.
+fn same_fingerprints(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return false };
+    a.len() == b.len() && a.iter().all(|(m, x)| b.get(m).is_some_and(|y| same_fingerprint(x, y)))
 }
 
 /// Same tensor names and sums of absolute values within 1e-9 relative (summation order may differ by a rounding).
@@ -249,9 +332,10 @@ fn same_fingerprint(a: &Value, b: &Value) -> bool {
 
 fn spec_for(c: &Case, dir: &Path) -> Spec {
     let soft = c.strategy == "soft_prompt";
+    let dir = &inputs_dir(dir, c.model);
     Spec {
         task: c.task,
-        model_dir: model(),
+        model_dir: model(c.model),
         inputs: dir.join(match (c.task, soft) {
             (Task::Generate, _) => "generate.safetensors",
             (_, true) => "train-soft.safetensors",
@@ -372,7 +456,7 @@ fn rust_worker_matches_the_committed_reference() {
     )
     .unwrap();
     assert!(
-        same_fingerprint(&reference["inputs"], &fingerprint),
+        same_fingerprints(&reference["inputs"], &fingerprint),
         "the benchmark inputs changed since reference.json was made; regenerate it (see this file's header)\n\
          committed: {}\nnow: {fingerprint}",
         reference["inputs"]
@@ -400,35 +484,35 @@ fn live_reference_worker_and_orchestrator() {
     };
     let dir = temp("live");
     write_inputs(&dir);
-    for c in CASES.iter().filter(|c| ["lora-f32-ckpt", "soft-f32", "beam3"].contains(&c.name)) {
+    let live = ["lora-f32-ckpt", "soft-f32", "beam3", "pg2-lora-f32", "pg2-beam3"];
+    for c in CASES.iter().filter(|c| live.contains(&c.name)) {
         let spec = spec_for(c, &dir);
         let ours = pick(&run_rust(&spec, &dir, c.name));
         let theirs = pick(&run_hf(&py, &spec, &dir, c.name));
         assert_same(c.name, c.dtype, &ours, &theirs);
     }
-    // One whole benchmark run on the tiny model: both sides, the loss check, the table.
-    let o = Command::new(std::env::current_exe().unwrap())
-        .current_dir(root())
-        .args([
-            "bench",
-            "train",
-            "--model",
-            "data/fixtures/mqa",
-            "--only",
-            "lora-b1-f32",
-            "--rounds",
-            "1",
-        ])
-        .args(["--steps", "1", "--no-record", "--work-dir"])
-        .arg(dir.join("work"))
-        .arg("--python")
-        .arg(&py)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("| LoRA r8 q/k/v/o | 1 | f32 | off |"), "{stdout}");
-    assert!(!stdout.contains("DISAGREE"), "{stdout}");
+    // One whole benchmark run on each tiny model: both sides, the loss check, the table.
+    for m in MODELS {
+        let o = Command::new(std::env::current_exe().unwrap())
+            .current_dir(root())
+            .args(["bench", "train", "--model", m, "--only", "lora-b1-f32", "--skip", "ckpt"])
+            .args(["--rounds", "1", "--steps", "1", "--no-record", "--work-dir"])
+            .arg(dir.join("work"))
+            .arg("--python")
+            .arg(&py)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains("| LoRA r8 q/k/v/o | 1 | f32 | off |"), "{stdout}");
+        assert!(!stdout.contains("| LoRA r8 q/k/v/o | 1 | f32 | on |"), "{stdout}");
+        assert!(!stdout.contains("DISAGREE"), "{stdout}");
+        if m == PG2 {
+            assert!(stdout.contains("## train (PaliGemma 2):"), "{stdout}");
+            assert!(stdout.contains("Gemma 2 48x3 (4 heads over 2 KV heads of 16"), "{stdout}");
+            assert!(stdout.contains("attention as `eager`"), "{stdout}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -444,7 +528,6 @@ fn regenerate_reference() {
     }
     let v = json!({
         "generator": "cargo test -p bench --test bench_harness -- --ignored regenerate_reference",
-        "model": "data/fixtures/mqa",
         "inputs": fingerprint,
         "cases": cases,
     });
