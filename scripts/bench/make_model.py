@@ -22,7 +22,8 @@ Called by the Rust benchmark (`pgrs bench train|generate|fullsize`), which cache
   256 image tokens + text of every sequence; the post-attention and pre/post-feedforward norms are drawn like the
   other norms. transformers runs it with its eager attention (Gemma 2 has no SDPA path: SDPA would drop the capping).
 - `fullsize`: the real paligemma-3b-pt-224 shapes (SigLIP so400m/14 + Gemma-2B, 2.92 B parameters) in bf16, written
-  in 2 GB shards with `model.safetensors.index.json` under the hub names.
+  in 2 GB shards with `model.safetensors.index.json` under the hub names; `fullsize2` the same for
+  paligemma2-3b-pt-224 (Gemma-2 2B decoder, 3.03 B parameters).
 - `siglip`, `gemma2b`: standalone SigLIP so400m/14-224 (vision) and Gemma-2B (`GemmaForCausalLM`, 256,000 tokens)
   for the custom SigLIP + projector + Gemma composition, bf16.
 
@@ -170,6 +171,21 @@ def fullsize(out: Path, seed: int):
     write_random(out, shapes, d, seed)
 
 
+# PaliGemma 2 3B's decoder (Gemma-2 2B; transformers' convert_paligemma2_weights_to_hf.py), 257,216 rows.
+GEMMA2_2B = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+                 num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256, attn_logit_softcapping=50.0,
+                 final_logit_softcapping=30.0, sliding_window=4096, hidden_activation="gelu_pytorch_tanh")
+
+
+def fullsize2(out: Path, seed: int):
+    cfg = paligemma_config(vision=SIGLIP_SO400M, text=GEMMA2_2B, text_type="gemma2")
+    shapes = [(hub_name(k), s) for k, s in meta_shapes(lambda: PaliGemmaForConditionalGeneration(cfg))
+              if hub_name(k) is not None]
+    d = cfg.to_dict()
+    d["dtype"] = "bfloat16"
+    write_random(out, shapes, d, seed)
+
+
 def siglip(out: Path, seed: int):
     cfg = SiglipVisionConfig(**SIGLIP_SO400M, vision_use_head=False)
     shapes = [(k, s) for k, s in meta_shapes(lambda: SiglipVisionModel(cfg)) if "position_ids" not in k]
@@ -188,11 +204,12 @@ def gemma2b(out: Path, seed: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["midsize", "midsize2", "fullsize", "siglip", "gemma2b"])
+    ap.add_argument("kind", choices=["midsize", "midsize2", "fullsize", "fullsize2", "siglip", "gemma2b"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    kinds = {"midsize": midsize, "midsize2": midsize2, "fullsize": fullsize, "siglip": siglip, "gemma2b": gemma2b}
+    kinds = {"midsize": midsize, "midsize2": midsize2, "fullsize": fullsize, "fullsize2": fullsize2, "siglip": siglip,
+             "gemma2b": gemma2b}
     kinds[a.kind](a.out, a.seed)
     print(a.out)
 

@@ -4,7 +4,8 @@
 //! on CPU. Memory, not time, is the point: each step's measured peak is set next to the memory planner's estimate
 //! for that very step (`trainer::memory::plan`, target within 15%), and the reference runs the same LoRA and
 //! attention-only steps with transformers + PEFT (checkpointing on) for the memory ratio. Ends with the planner's
-//! figures for batch 8 on a 16 GB GPU.
+//! figures for batch 8 on a 16 GB GPU. `--paligemma2` does the same for paligemma2-3b-pt-224 (Gemma-2 2B decoder:
+//! soft-capped attention, whose f32 scores the planner counts), LoRA and attention-only.
 use super::cases;
 use super::inputs;
 use super::runner::Side;
@@ -30,6 +31,47 @@ pub struct Args {
     /// deleted once its steps are measured, so at most one is on disk at a time.
     #[arg(long)]
     pub keep_weights: bool,
+    /// paligemma2-3b-pt-224 instead of paligemma-3b-pt-224 (no composition step).
+    #[arg(long)]
+    pub paligemma2: bool,
+}
+
+/// The released model whose shapes a run uses.
+struct Variant {
+    /// `make_model.py` kind and the directory it writes under the work directory.
+    kind: &'static str,
+    dir: &'static str,
+    title: &'static str,
+    description: &'static str,
+    config: paligemma::PaliGemmaConfig,
+}
+
+impl Variant {
+    fn of(a: &Args) -> Self {
+        if a.paligemma2 {
+            Self {
+                kind: "fullsize2",
+                dir: "pg2-3b-224-random",
+                title: "PaliGemma2-3B-pt-224",
+                description: "Real paligemma2-3b-pt-224 shapes (SigLIP so400m/14 at 224 px, 256 image tokens; \
+                    Gemma-2 2B, 26 layers, 8 heads over 4 KV heads of 256, soft-capping 50 / 30, window 4096; \
+                    vocabulary 257,216), random bf16 weights written by `scripts/bench/make_model.py` (nothing \
+                    downloaded).",
+                config: paligemma::PaliGemmaConfig::named("paligemma2-3b-pt-224").expect("a released id"),
+            }
+        } else {
+            Self {
+                kind: "fullsize",
+                dir: "pt224-random",
+                title: "PaliGemma-3B-pt-224",
+                description: "Real paligemma-3b-pt-224 shapes (SigLIP so400m/14 at 224 px, 256 image tokens; \
+                    Gemma-2B, 18 layers; vocabulary 257,216), random bf16 weights written by \
+                    `scripts/bench/make_model.py` (nothing downloaded); the composition uses a standalone so400m \
+                    SigLIP and a standalone Gemma-2B (vocabulary 256,000) with a new MLP projector.",
+                config: paligemma::PaliGemmaConfig::paligemma_3b_pt_224(),
+            }
+        }
+    }
 }
 
 struct Case {
@@ -44,13 +86,11 @@ pub fn run(a: &Args) -> Result<i32> {
     let Session { repo, work, python, runner, versions, threads } = c.session()?;
     // One weights set on disk at a time (5.9 GB, then 5.8 GB): the composition's directories are written after the
     // PaliGemma one is gone, unless --keep-weights.
-    let (pt_dir, siglip_dir, gemma_dir) = (
-        work.join("pt224-random"),
-        work.join("siglip-so400m-random"),
-        work.join("gemma-2b-random"),
-    );
+    let variant = Variant::of(a);
+    let (pt_dir, siglip_dir, gemma_dir) =
+        (work.join(variant.dir), work.join("siglip-so400m-random"), work.join("gemma-2b-random"));
     need_disk(&work, &pt_dir, 6.5)?;
-    let pt = cases::ensure_model(&python, &repo, "fullsize", &pt_dir)?;
+    let pt = cases::ensure_model(&python, &repo, variant.kind, &pt_dir)?;
     let pcfg = paligemma::PaliGemmaConfig::from_file(&pt.join("config.json"))?;
     let inputs_dir = work.join("inputs");
     std::fs::create_dir_all(&inputs_dir)?;
@@ -85,11 +125,13 @@ pub fn run(a: &Args) -> Result<i32> {
     };
     let started = std::time::Instant::now();
     let mut out = Vec::new();
-    for (strategy, name) in [
+    let steps = [
         ("lora", "LoRA r8 on Gemma q/k/v/o"),
         ("hard_prompt", "attention only (Gemma q/k/v/o)"),
         ("custom", "SigLIP + MLP projector + Gemma-2B, LoRA r16"),
-    ] {
+    ];
+    let steps = if a.paligemma2 { &steps[..2] } else { &steps[..] };
+    for &(strategy, name) in steps {
         if strategy == "custom" {
             if !a.keep_weights {
                 let _ = std::fs::remove_dir_all(&pt);
@@ -132,7 +174,7 @@ pub fn run(a: &Args) -> Result<i32> {
             .map(|c| serde_json::json!({"case": c.strategy, "rust": c.rust, "hf": c.hf}))
             .collect::<Vec<_>>(),
     )?;
-    let section = render(a, &out, &versions, seq_len, threads)?;
+    let section = render(a, &variant, &out, &versions, seq_len, threads)?;
     println!("{section}");
     if !c.no_record {
         report::append(&cases::resolve(&repo, &c.record), &section)?;
@@ -174,8 +216,7 @@ fn plan_error(r: &WorkerResult) -> Option<f64> {
 }
 
 /// The planner's estimate for a 16 GB GPU at batch 8 (what `pgrs plan` prints), for LoRA and attention-only.
-fn plan_batch8() -> Result<(usize, Vec<(String, f64)>)> {
-    let pcfg = paligemma::PaliGemmaConfig::paligemma_3b_pt_224();
+fn plan_batch8(pcfg: &paligemma::PaliGemmaConfig) -> Result<(usize, Vec<(String, f64)>)> {
     let mut rows = Vec::new();
     let text_len = 32;
     let seq_len = pcfg.num_image_tokens() as usize + 5 + text_len + 1;
@@ -185,9 +226,9 @@ fn plan_batch8() -> Result<(usize, Vec<(String, f64)>)> {
     ] {
         let cfg = ExperimentConfig::from_toml(&format!("name = \"plan\"\n{section}"), &[])?;
         let (base_params, base_bytes, trainable, extra, vision_trainable) =
-            memory::analytic_sizes(&cfg, &pcfg, tch::Kind::BFloat16);
+            memory::analytic_sizes(&cfg, pcfg, tch::Kind::BFloat16);
         let plan = memory::plan(&PlanInput {
-            config: &pcfg,
+            config: pcfg,
             act_bytes: 2.0,
             base_params,
             base_bytes,
@@ -207,6 +248,7 @@ fn plan_batch8() -> Result<(usize, Vec<(String, f64)>)> {
 
 fn render(
     a: &Args,
+    variant: &Variant,
     cases: &[Case],
     versions: &serde_json::Value,
     seq_len: i64,
@@ -214,18 +256,18 @@ fn render(
 ) -> Result<String> {
     let c = &a.common;
     let mut s = format!(
-        "## fullsize: PaliGemma-3B-pt-224 peak memory vs the planner and transformers + PEFT, {} (`cargo xtask bench fullsize`)\n\n",
-        report::today()
+        "## fullsize: {} peak memory vs the planner and transformers + PEFT, {} (`cargo xtask bench fullsize{}`)\n\n",
+        variant.title,
+        report::today(),
+        if a.paligemma2 { " --paligemma2" } else { "" }
     );
     s += &format!(
-        "Real paligemma-3b-pt-224 shapes (SigLIP so400m/14 at 224 px, 256 image tokens; Gemma-2B, 18 layers; \
-         vocabulary 257,216), random bf16 weights written by `scripts/bench/make_model.py` (nothing downloaded); the \
-         composition uses a standalone so400m SigLIP and a standalone Gemma-2B (vocabulary 256,000) with a new MLP \
-         projector. One training step (forward, backward, clip, AdamW) at batch {}, {seq_len} tokens per sequence, \
+        "{} One training step (forward, backward, clip, AdamW) at batch {}, {seq_len} tokens per sequence, \
          bf16 base with f32 trainables, gradient checkpointing on, {threads} threads, on CPU; each side in its own \
          process. Measured = peak RSS while training minus the process's RSS before the model was built (libtorch / \
          the Python runtime); the planner counts weights, gradients, optimizer state, activations and the loss's \
          logits. Memory only: step times are shown for scale.\n\n{}\n\n",
+        variant.description,
         a.batch,
         machine::describe(&c.device, versions)
     );
@@ -277,7 +319,7 @@ fn render(
         &[false, true, false, true, true, true, true, true, true, true],
         &rows,
     );
-    let (plan_len, plans) = plan_batch8()?;
+    let (plan_len, plans) = plan_batch8(&variant.config)?;
     s += &format!(
         "\nPlanner target: measured within {:.0}% of the estimate. The reference has no composition step (it would be \
          a hand-written model on the Python side too).\n\nPlanner, batch 8 on a 16 GB GPU ({plan_len}-token sequences, \

@@ -176,7 +176,7 @@ struct HeadProbe {
     /// dtype. Reading the table once per decoding step is the least any head can do, so `table bytes / this`
     /// bounds the head's time per step from below.
     bandwidth: f64,
-    /// `(rows, seconds as logits_decode does it, seconds with h^T as a view)`, f32 only.
+    /// `(rows, seconds of h E^T as transformers' lm_head computes it, seconds as logits_decode does it)`, f32 only.
     products: Vec<(i64, f64, f64)>,
 }
 
@@ -211,16 +211,10 @@ fn head_probe(
         seen.dedup();
         for &r in &seen {
             let hs = Tensor::randn([r, t.hidden_size], (Kind::Float, Device::Cpu));
-            // `Gemma::logits_decode` (crates/gemma/src/model.rs), without the soft-capping: one row through
-            // `linear` (`h E^T`), several as `(E h^T)^T` with h^T made contiguous.
-            let today = best_of(8, || {
-                if r == 1 {
-                    hs.linear::<Tensor>(&table, None)
-                } else {
-                    table.matmul(&hs.tr().contiguous()).tr().contiguous()
-                }
-            });
-            // The same product with h^T left as a (column-major) view, one row padded to two.
+            // `h E^T` through `linear`, as transformers' `lm_head` (and `Gemma::logits`) computes it.
+            let linear = best_of(8, || hs.linear::<Tensor>(&table, None));
+            // `Gemma::logits_decode` (crates/gemma/src/model.rs), without the soft-capping: `(E h^T)^T` with h^T
+            // left as a (column-major) view, one row padded to two.
             let view = best_of(8, || {
                 if r == 1 {
                     table
@@ -232,7 +226,7 @@ fn head_probe(
                     table.matmul(&hs.tr()).tr().contiguous()
                 }
             });
-            products.push((r, today, view));
+            products.push((r, linear, view));
         }
     }
     HeadProbe { bandwidth: head_bytes(pcfg, dtype) / read, products }
@@ -249,10 +243,10 @@ impl HeadProbe {
         let rows: Vec<Vec<String>> = self
             .products
             .iter()
-            .map(|&(r, today, view)| {
+            .map(|&(r, linear, view)| {
                 vec![
                     r.to_string(),
-                    format!("{} ({:.0}%)", ms(today), 100.0 * bound / today),
+                    format!("{} ({:.0}%)", ms(linear), 100.0 * bound / linear),
                     format!("{} ({:.0}%)", ms(view), 100.0 * bound / view),
                     ms(bound),
                 ]
@@ -260,18 +254,22 @@ impl HeadProbe {
             .collect();
         let mut s = format!(
             "\nThe output head's product for one decoding step, measured in the orchestrator after the workers (best \
-             of 8; rows = batch x beams; in brackets the share of the read bound's speed). `logits_decode` is how \
-             `gemma::Gemma::logits_decode` computes it (one row through `linear`, i.e. `h E^T`; several as `(E h^T)^T` \
-             with h^T copied contiguous); the next column leaves h^T a column-major view (one row padded to two), \
-             which MKL's sgemm streams; the bound is one read of the {} x {} {dtype} table ({:.0} MB) at {:.1} GB/s. \
-             Soft-capping (Gemma 2) comes on top of each.\n\n",
+             of 8; rows = batch x beams; in brackets the share of the read bound's speed): `h E^T` through `linear`, \
+             as transformers' `lm_head` computes it, and `(E h^T)^T` with h^T left a column-major view (one row padded \
+             to two), as `gemma::Gemma::logits_decode` computes it, which MKL's sgemm streams; the bound is one read \
+             of the {} x {} {dtype} table ({:.0} MB) at {:.1} GB/s. Soft-capping (Gemma 2) comes on top of each.\n\n",
             pcfg.text_config.vocab_size,
             pcfg.text_config.hidden_size,
             bytes / 1e6,
             self.bandwidth / 1e9
         );
         s += &report::table(
-            &["rows", "`logits_decode` today", "h^T as a view", "one read of the table"],
+            &[
+                "rows",
+                "`h E^T` (transformers' `lm_head`)",
+                "`logits_decode`",
+                "one read of the table",
+            ],
             &[true, true, true, true],
             &rows,
         );
