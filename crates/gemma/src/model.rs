@@ -102,10 +102,17 @@ impl Gemma {
         )
     }
 
-    /// `tanh(logits / c) * c` with `c = final_logit_softcapping`, in the logits' dtype as transformers does.
-    fn softcap(&self, logits: Tensor) -> Tensor {
+    /// `tanh(logits / c) * c` with `c = final_logit_softcapping`, in the logits' dtype as transformers does. The
+    /// division and the tanh run in place (the head's product is not needed by its own backward), so a
+    /// vocabulary-wide tensor is allocated once more, not three times; the tanh's output is what its backward keeps,
+    /// so the last multiply may not overwrite it.
+    fn softcap(&self, mut logits: Tensor) -> Tensor {
         match self.config.final_logit_softcapping {
-            Some(c) => (logits / c).tanh() * c,
+            Some(c) => {
+                let _ = logits.g_div_scalar_(c);
+                let _ = logits.tanh_();
+                logits * c
+            }
             None => logits,
         }
     }
