@@ -42,6 +42,17 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
+/// Waits for the trainer to exit, at most two minutes (then kills it, so a lost signal fails the test instead of
+/// hanging it).
+fn finish(child: &mut Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().unwrap()
+}
+
 /// Waits until the run under `runs` has logged a training step.
 fn wait_for_training(runs: &Path, child: &mut Child) -> PathBuf {
     let start = Instant::now();
@@ -75,7 +86,20 @@ fn run_json(run: &Path) -> serde_json::Value {
 }
 
 fn train(runs: &Path, data: &Path, extra: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+    // The trainer keeps signals it was started with ignored (nohup's convention), and a test runner started under
+    // nohup or as a background job of a non-interactive shell has SIGHUP / SIGINT ignored: give the trainer the
+    // default dispositions a terminal gives, so these tests test the handlers wherever they run.
+    // SAFETY: runs in the forked child before exec; signal() is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     cmd.current_dir(root())
         .args(["train", "--config", "experiments/demo.toml", "--quiet", "--runs-dir"])
         .arg(runs);
@@ -180,7 +204,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     .unwrap();
     let run = wait_for_training(&runs, &mut child);
     signal(&child, "-INT");
-    let status = child.wait().unwrap();
+    let status = finish(&mut child);
     assert_eq!(status.code(), Some(130), "SIGINT exits with 128 + 2");
     let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().collect();
     assert_eq!(ckpts.len(), 1, "one checkpoint saved on interrupt");
@@ -201,7 +225,7 @@ fn sigterm_checkpoints_and_resume_equals_a_straight_run() {
     let mut child = train(&runs, &data, &[]).spawn().unwrap();
     let run = wait_for_training(&runs, &mut child);
     signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    let status = finish(&mut child);
     assert_eq!(status.code(), Some(143), "SIGTERM exits with 128 + 15");
     let info = run_json(&run);
     assert_eq!(info["status"], "interrupted");
@@ -242,7 +266,7 @@ fn sighup_stops_cleanly_and_a_second_signal_stops_at_once() {
     let mut child = train(&runs, &data, &long).spawn().unwrap();
     wait_for_training(&runs, &mut child);
     signal(&child, "-HUP");
-    assert_eq!(child.wait().unwrap().code(), Some(129), "SIGHUP exits with 128 + 1");
+    assert_eq!(finish(&mut child).code(), Some(129), "SIGHUP exits with 128 + 1");
     let _ = std::fs::remove_dir_all(&runs);
 
     // Before training starts (here: the before-training evaluation of many images with long captions) the first
@@ -271,11 +295,7 @@ fn sighup_stops_cleanly_and_a_second_signal_stops_at_once() {
     };
     signal(&child, "-INT");
     signal(&child, "-TERM");
-    assert_eq!(
-        child.wait().unwrap().code(),
-        Some(143),
-        "the second signal (SIGTERM) ended the run"
-    );
+    assert_eq!(finish(&mut child).code(), Some(143), "the second signal (SIGTERM) ended the run");
     assert!(!run.join("checkpoints").exists(), "nothing was trained, nothing saved");
     let _ = std::fs::remove_dir_all(&runs);
 }
@@ -302,12 +322,7 @@ fn sigterm_is_handled_even_when_the_launcher_left_it_blocked() {
     let mut child = cmd.spawn().unwrap();
     let run = wait_for_training(&runs, &mut child);
     signal(&child, "-TERM");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill(); // only if SIGTERM never arrived
-    assert_eq!(child.wait().unwrap().code(), Some(143), "SIGTERM reached the trainer");
+    assert_eq!(finish(&mut child).code(), Some(143), "SIGTERM reached the trainer");
     assert_eq!(run_json(&run)["interrupted"]["signal"], "SIGTERM");
 }
 
