@@ -3,6 +3,7 @@
 #
 #   scripts/gpu-bench.sh                 # about 5-7 minutes on one recent GPU (A100/H100 class), both sides
 #   scripts/gpu-bench.sh --only lora     # extra flags go to both benchmarks
+#   scripts/gpu-bench.sh --model midsize2   # the same on the mid-size PaliGemma 2 (Gemma-2 decoder)
 #
 # Needs: an NVIDIA driver (nvidia-smi), the CUDA build of torch 2.13 in the venv that `cargo xtask setup` makes (the
 # default PyPI wheel is), and `pip install transformers==5.23.0 peft==0.21.2` in that venv. Results are printed and
