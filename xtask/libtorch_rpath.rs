@@ -6,7 +6,7 @@
 //! both for tch's targets only; `cargo:rustc-link-arg` applies to the package that emits it, so each
 //! libtorch-linking crate runs this file (with `torch-sys` as a direct dependency, which is what makes
 //! cargo hand it `DEP_TCH_LIBTORCH_LIB`).
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         // Resolve the `.libtorch` symlink made by `cargo xtask setup`, so binaries keep working even if
