@@ -161,6 +161,32 @@ impl ProcessGroup {
         })
     }
 
+    /// Replaces each tensor by its sum over ranks, in place, through flat buffers of at most `bucket_bytes` (a tensor
+    /// larger than that gets a bucket of its own): one collective per bucket instead of one per tensor, as
+    /// DistributedDataParallel's reducer does for gradients. Tensors of different dtypes never share a bucket.
+    pub fn all_reduce_sum_bucketed(
+        &self,
+        tensors: &mut [Tensor],
+        bucket_bytes: usize,
+    ) -> Result<(), DistError> {
+        if self.world_size() == 1 {
+            return Ok(());
+        }
+        for bucket in buckets(tensors, bucket_bytes) {
+            let parts: Vec<Tensor> = bucket.iter().map(|&i| tensors[i].reshape([-1])).collect();
+            let mut flat = [Tensor::cat(&parts, 0)];
+            self.all_reduce_sum(&mut flat)?;
+            let mut offset = 0;
+            for &i in &bucket {
+                let n = tensors[i].numel() as i64;
+                let summed = flat[0].narrow(0, offset, n).view_(tensors[i].size());
+                tensors[i].copy_(&summed);
+                offset += n;
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces each tensor by its mean over ranks, in place.
     pub fn all_reduce_mean(&self, tensors: &mut [Tensor]) -> Result<(), DistError> {
         self.all_reduce_sum(tensors)?;
@@ -226,6 +252,29 @@ impl ProcessGroup {
     }
 }
 
+/// Indices of `tensors` grouped into consecutive buckets of one dtype and at most `bucket_bytes` each (an oversized
+/// tensor alone).
+fn buckets(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, t) in tensors.iter().enumerate() {
+        let size = t.numel() * t.kind().elt_size_in_bytes();
+        let same_kind =
+            out.last().and_then(|b| b.last()).is_some_and(|&j| tensors[j].kind() == t.kind());
+        match out.last_mut() {
+            Some(b) if same_kind && bytes + size <= bucket_bytes => {
+                b.push(i);
+                bytes += size;
+            }
+            _ => {
+                out.push(vec![i]);
+                bytes = size;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(c10d_gloo)]
 impl ProcessGroup {
     /// Runs one C call on the group (nothing for a single rank), turning a reported failure into an error.
@@ -285,6 +334,21 @@ impl ProcessGroup {
         _f: impl FnOnce(*mut ffi::Group, *mut *mut i8) -> i32,
     ) -> Result<(), DistError> {
         Ok(()) // a single rank: every collective is the identity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_keep_order_dtype_and_size() {
+        let f = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let ts =
+            [f(10), f(10), f(30), Tensor::zeros([2], (Kind::Int64, Device::Cpu)), f(1), f(100)];
+        // 80-byte buckets: 40 + 40 fit, 120 alone, the i64 pair apart from floats, 4 bytes, 400 alone
+        assert_eq!(buckets(&ts, 80), vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5]]);
+        assert_eq!(buckets(&ts, 1 << 20), vec![vec![0, 1, 2], vec![3], vec![4, 5]]);
     }
 }
 

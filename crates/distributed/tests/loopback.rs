@@ -102,6 +102,23 @@ fn rank_worker() {
             let mut b = Tensor::from_slice(&[r * 10.0, r]);
             pg.broadcast(&mut b, 1).unwrap();
             assert_eq!(Vec::<f32>::try_from(&b).unwrap(), [10.0, 1.0]);
+            // gradients of mixed shapes and dtypes through 64-byte buckets: the sums equal per-tensor sums
+            let grads = |r: f32| {
+                vec![
+                    Tensor::arange(20, (Kind::Float, tch::Device::Cpu)).view([4, 5])
+                        * (r + 1.0) as f64,
+                    Tensor::full([3], (r + 2.0) as f64, (Kind::Float, tch::Device::Cpu)),
+                    Tensor::from_slice(&[r as i64 + 1, 5]),
+                    Tensor::full([40], (r * 0.5) as f64, (Kind::Float, tch::Device::Cpu)),
+                ]
+            };
+            let mut bucketed = grads(r);
+            pg.all_reduce_sum_bucketed(&mut bucketed, 64).unwrap();
+            let want: Vec<Tensor> = grads(0.0).iter().zip(grads(1.0)).map(|(a, b)| a + b).collect();
+            for (got, want) in bucketed.iter().zip(&want) {
+                assert_eq!(got.size(), want.size());
+                assert!(got.equal(want), "{got:?} != {want:?}");
+            }
             let mine: &[u8] = if pg.rank() == 0 { b"a" } else { b"bcd" };
             let all = pg.all_gather_bytes(mine).unwrap();
             assert_eq!(all, vec![b"a".to_vec(), b"bcd".to_vec()]);
