@@ -337,6 +337,16 @@ impl ProcessGroup {
     }
 }
 
+#[cfg(c10d_gloo)]
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(g) = self.group.take() {
+            // SAFETY: created by pgrs_c10d_new_gloo and freed once.
+            unsafe { ffi::pgrs_c10d_free(g.as_ptr()) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,15 +359,5 @@ mod tests {
         // 80-byte buckets: 40 + 40 fit, 120 alone, the i64 pair apart from floats, 4 bytes, 400 alone
         assert_eq!(buckets(&ts, 80), vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5]]);
         assert_eq!(buckets(&ts, 1 << 20), vec![vec![0, 1, 2], vec![3], vec![4, 5]]);
-    }
-}
-
-#[cfg(c10d_gloo)]
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if let Some(g) = self.group.take() {
-            // SAFETY: created by pgrs_c10d_new_gloo and freed once.
-            unsafe { ffi::pgrs_c10d_free(g.as_ptr()) }
-        }
     }
 }
