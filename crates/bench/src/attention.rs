@@ -6,8 +6,8 @@
 //! - fused SDPA without capping: not exact for Gemma 2 (a different function), the speed the capping costs;
 //! - the path `gemma::Attention` runs for capped layers (`capped`: query groups stacked on the rows so each group
 //!   multiplies its own K/V once; scale and cap on the f32 scores in place, cap + mask in one `addcmul`, query rows
-//!   in blocks of at most 16 MiB of scores), replicated here and checked bit-identical to the crate's layer on every
-//!   run;
+//!   in blocks of at most 16 MiB of scores): `gemma::capped_attention` itself, and each run checks that the crate's
+//!   layer gives bit-identically what its projections, RoPE and that function give;
 //! - A, the first implementation (scale, cap, mask, softmax as separate operations, one block), and B, the
 //!   straightforward alternative: K/V repeated to every query head, then A's explicit operations;
 //! - two exact rearrangements of the explicit path with fewer passes over the scores: the scale and `1 / cap` folded
@@ -127,35 +127,9 @@ fn scale() -> f64 {
     QUERY_PRE_ATTN_SCALAR.powf(-0.5)
 }
 
-/// `gemma::Attention::capped`, operation for operation (checked against the crate's layer by `check_replica`): the
-/// scale and `1 / cap` multiplied into the f32 scores and the tanh taken in place, `cap * t + mask` in one `addcmul`,
-/// query rows in blocks of at most `BLOCK_BYTES` of scores.
+/// The crate's capped path itself (`gemma::capped_attention`, which `gemma::Attention` calls for capped layers).
 fn grouped(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
-    let (b, h, l, hd) = q.size4().expect("[B, H, L, hd]");
-    let (kv, t) = (k.size()[1], k.size()[2]);
-    let g = h / kv;
-    let q = q.reshape([b, kv, g, l, hd]);
-    let kt = k.transpose(2, 3);
-    let additive = Tensor::zeros(mask.size(), (Kind::Float, mask.device()))
-        .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
-        .unsqueeze(1);
-    let cap = Tensor::scalar_tensor(CAP, (Kind::Float, q.device()));
-    let rows = (BLOCK_BYTES / (b * h * t * 4)).clamp(1, l);
-    let blocks: Vec<Tensor> = (0..l)
-        .step_by(rows as usize)
-        .map(|start| {
-            let n = rows.min(l - start);
-            let qb = q.narrow(3, start, n).reshape([b, kv, g * n, hd]);
-            let mut scores = qb.matmul(&kt).to_kind(Kind::Float);
-            let _ = scores.g_mul_scalar_(scale() / CAP);
-            let _ = scores.tanh_();
-            let logits = additive.narrow(3, start, n).addcmul(&scores.view([b, kv, g, n, t]), &cap);
-            let probs = logits.softmax(-1, Kind::Float).to_kind(v.kind()).view([b, kv, g * n, t]);
-            probs.matmul(v).view([b, kv, g, n, hd])
-        })
-        .collect();
-    let o = if blocks.len() == 1 { blocks[0].shallow_clone() } else { Tensor::cat(&blocks, 3) };
-    o.view([b, h, l, hd])
+    gemma::capped_attention(q, k, v, mask, scale(), CAP)
 }
 
 /// The first capped path (until 2026-12-02): scale, cap, mask and softmax as separate operations, one block.
@@ -327,7 +301,7 @@ fn pass(s: &Shape, mask: &Tensor, kind: Kind, device: Device) -> gemma::Pass {
 }
 
 /// The crate's capped layer against its own projections + RoPE + [`grouped`] + output projection: the largest
-/// absolute difference (0 when the replica is the crate's path, operation for operation).
+/// absolute difference (0 when the layer runs `gemma::capped_attention` and nothing else in between).
 fn check_replica(s: &Shape, kind: Kind, device: Device) -> f64 {
     let Layer { attn, .. } = layer(true, kind, device, 11);
     let mask = prefix_mask(s, device);
@@ -475,8 +449,8 @@ pub fn run(a: &Args) -> Result<i32> {
     }
     if let Some(r) = results.iter().find(|r| r.replica_diff != 0.0) {
         bail!(
-            "the replica of gemma's capped path differs from gemma::Attention by {:.1e} on {}: update \
-             crates/bench/src/attention.rs (`grouped`) to the crate's path",
+            "gemma::Attention differs from its projections + gemma::capped_attention by {:.1e} on {}: the layer \
+             no longer runs the timed path; update crates/bench/src/attention.rs (`grouped`)",
             r.replica_diff,
             r.shape.describe()
         );
@@ -583,8 +557,9 @@ fn render(a: &Args, results: &[ShapeResult], threads: usize, reps: usize) -> Str
         })
         .collect();
     s += &format!(
-        "\nThe \"`gemma::Attention` today\" row is a replica of the crate's capped path, checked against the crate's \
-         own layer on this run: {}. \"vs today's path\" divides forward + backward times.\n",
+        "\nThe \"`gemma::Attention` today\" row is `gemma::capped_attention`, the function the crate's capped layer \
+         runs (the layer against its projections + that function, on this run: {}). \"vs today's path\" divides \
+         forward + backward times.\n",
         replica.join("; ")
     );
     s
@@ -595,7 +570,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_exact_path_agrees_and_the_replica_is_the_crates_path() {
+    fn every_exact_path_agrees_and_the_layer_runs_the_timed_path() {
         let s = Shape { batch: 2, image_tokens: 8, len: 17 };
         let mask = prefix_mask(&s, Device::Cpu);
         let q = Tensor::randn([2, HEADS, 17, HEAD_DIM], (Kind::Double, Device::Cpu)) * 4.0;

@@ -90,42 +90,52 @@ impl Attention {
         )
     }
 
-    /// `softmax(cap(q k^T * scale) + mask) v` with `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]`. The heads of a query
-    /// group are stacked along the rows so each group multiplies its own K/V once, never copied. Scores are upcast
-    /// to f32, then scaled by `scale / cap` and tanh'd in place (matmul's backward needs q and k, not its output),
-    /// and `cap * t + mask` is one `addcmul` with an additive 0 / -inf mask; the probabilities are cast back for the
-    /// product with `v`. Query rows go in blocks of at most `BLOCK_BYTES` of scores: on CPU a larger tensor is
-    /// freshly mapped and page-faulted on every allocation, which made one 1,057-token pass 2.7x slower
-    /// (docs/benchmarks.md, "attention paths"). transformers multiplies in the activation dtype and caps there; f32
-    /// is the more accurate side of that.
     fn capped(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, cap: f64) -> Tensor {
-        const BLOCK_BYTES: i64 = 16 << 20;
-        let (b, h, l, hd) = q.size4().expect("[B, H, L, hd]");
-        let (kv, t) = (self.num_kv_heads, k.size()[2]);
-        let g = h / kv;
-        let q = q.reshape([b, kv, g, l, hd]);
-        let kt = k.transpose(2, 3);
-        let additive = Tensor::zeros(mask.size(), (Kind::Float, mask.device()))
-            .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
-            .unsqueeze(1);
-        let cap_t = Tensor::scalar_tensor(cap, (Kind::Float, q.device()));
-        let rows = (BLOCK_BYTES / (b * h * t * 4)).clamp(1, l);
-        let blocks: Vec<Tensor> = (0..l)
-            .step_by(rows as usize)
-            .map(|start| {
-                let n = rows.min(l - start);
-                let qb = q.narrow(3, start, n).reshape([b, kv, g * n, hd]);
-                let mut scores = qb.matmul(&kt).to_kind(Kind::Float);
-                let _ = scores.g_mul_scalar_(self.scale / cap);
-                let _ = scores.tanh_();
-                let logits =
-                    additive.narrow(3, start, n).addcmul(&scores.view([b, kv, g, n, t]), &cap_t);
-                let probs =
-                    logits.softmax(-1, Kind::Float).to_kind(v.kind()).view([b, kv, g * n, t]);
-                probs.matmul(v).view([b, kv, g, n, hd])
-            })
-            .collect();
-        let o = if blocks.len() == 1 { blocks[0].shallow_clone() } else { Tensor::cat(&blocks, 3) };
-        o.view([b, h, l, hd])
+        capped_attention(q, k, v, mask, self.scale, cap)
     }
+}
+
+/// `softmax(cap(q k^T * scale) + mask) v` with `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]`, `mask [B, 1, L, T]` (true
+/// = attend): Gemma 2's soft-capped attention. The heads of a query group are stacked along the rows so each group
+/// multiplies its own K/V once, never copied. Scores are upcast to f32, then scaled by `scale / cap` and tanh'd in
+/// place (matmul's backward needs q and k, not its output), and `cap * t + mask` is one `addcmul` with an additive
+/// 0 / -inf mask; the probabilities are cast back for the product with `v`. Query rows go in blocks of at most
+/// `BLOCK_BYTES` of scores: on CPU a larger tensor is freshly mapped and page-faulted on every allocation, which made
+/// one 1,057-token pass 2.7x slower (docs/benchmarks.md, "attention paths"). transformers multiplies in the
+/// activation dtype and caps there; f32 is the more accurate side of that.
+pub fn capped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+    cap: f64,
+) -> Tensor {
+    const BLOCK_BYTES: i64 = 16 << 20;
+    let (b, h, l, hd) = q.size4().expect("[B, H, L, hd]");
+    let (kv, t) = (k.size()[1], k.size()[2]);
+    let g = h / kv;
+    let q = q.reshape([b, kv, g, l, hd]);
+    let kt = k.transpose(2, 3);
+    let additive = Tensor::zeros(mask.size(), (Kind::Float, mask.device()))
+        .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+        .unsqueeze(1);
+    let cap_t = Tensor::scalar_tensor(cap, (Kind::Float, q.device()));
+    let rows = (BLOCK_BYTES / (b * h * t * 4)).clamp(1, l);
+    let blocks: Vec<Tensor> = (0..l)
+        .step_by(rows as usize)
+        .map(|start| {
+            let n = rows.min(l - start);
+            let qb = q.narrow(3, start, n).reshape([b, kv, g * n, hd]);
+            let mut scores = qb.matmul(&kt).to_kind(Kind::Float);
+            let _ = scores.g_mul_scalar_(scale / cap);
+            let _ = scores.tanh_();
+            let logits =
+                additive.narrow(3, start, n).addcmul(&scores.view([b, kv, g, n, t]), &cap_t);
+            let probs = logits.softmax(-1, Kind::Float).to_kind(v.kind()).view([b, kv, g * n, t]);
+            probs.matmul(v).view([b, kv, g, n, hd])
+        })
+        .collect();
+    let o = if blocks.len() == 1 { blocks[0].shallow_clone() } else { Tensor::cat(&blocks, 3) };
+    o.view([b, h, l, hd])
 }

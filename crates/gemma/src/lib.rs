@@ -17,7 +17,7 @@ mod pass;
 mod rms_norm;
 mod rope;
 
-pub use attention::Attention;
+pub use attention::{capped_attention, Attention};
 pub use cache::{KvCache, LayerKv};
 pub use config::{Architecture, GemmaConfig, LayerType};
 pub use decoder::DecoderLayer;
