@@ -307,3 +307,32 @@ fn recipes_quote_the_memory_plan_they_get() {
     }
     assert!(checked >= 16, "{checked} recipes");
 }
+
+/// Started by a launcher (`WORLD_SIZE` > 1), `train` refuses before writing anything until data-parallel training
+/// exists, instead of N ranks each training the whole run into one runs directory; a malformed contract is named.
+#[test]
+fn a_multi_rank_start_is_refused_before_anything_is_written() {
+    let tmp = Tmp::new("world");
+    let runs = tmp.0.join("runs");
+    let train = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+        cmd.current_dir(root())
+            .args(["train", "--config", "experiments/tiny/lora.toml", "--runs-dir"])
+            .arg(&runs)
+            .args(["--set", "data.path=\"data/fixtures/no-such-dataset.json\""]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let contract = [
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("LOCAL_RANK", "1"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ];
+    assert_refused(&train(&contract), &["WORLD_SIZE=2 (rank 1)", "not implemented yet"], "2 ranks");
+    assert_refused(&train(&contract[..4]), &["MASTER_PORT: not set"], "no MASTER_PORT");
+    assert!(!runs.exists(), "nothing written");
+}

@@ -58,6 +58,7 @@ impl<'a> Session<'a> {
     /// directory is the resumed one, a new one, or (dry run) a temporary one.
     pub fn prepare(cfg: &'a ExperimentConfig, opts: &TrainOptions) -> Result<Self, TrainError> {
         let started = Instant::now();
+        single_process()?;
         let ds = data::load_dataset(cfg)?;
         if !opts.skip_image_check && !opts.dry_run {
             check_images(&ds, cfg)?;
@@ -545,4 +546,19 @@ fn check_images(ds: &rsicd_data::Dataset, cfg: &ExperimentConfig) -> Result<(), 
     }
     msg.push_str("\n  fix or remove them, or pass --skip-image-check to train anyway");
     Err(TrainError::Stopped(msg))
+}
+
+/// Under a launcher's environment contract (`WORLD_SIZE` > 1: torchrun, srun) every rank would train the whole run
+/// on its own and write into the same runs directory. Until the data-parallel step exists (docs/distributed.md),
+/// such a start is refused before anything is written.
+fn single_process() -> Result<(), TrainError> {
+    let env = distributed::RankEnv::from_env().map_err(|e| TrainError::Config(e.to_string()))?;
+    if env.world_size > 1 {
+        return Err(TrainError::Config(format!(
+            "WORLD_SIZE={} (rank {}): data-parallel training is not implemented yet (docs/distributed.md); start \
+             one process (without torchrun, or with --nproc-per-node 1)",
+            env.world_size, env.rank
+        )));
+    }
+    Ok(())
 }
