@@ -20,6 +20,8 @@ fn spawn_rank(scenario: &str, rank: usize, world: usize, port: u16) -> Child {
         .env("WORLD_SIZE", world.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
         .env("MASTER_PORT", port.to_string())
+        // the child's own libtest lines would read as extra results in the parent's log; panics go to stderr
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }
