@@ -2,22 +2,21 @@
 //! of the libtorch that torch-sys links, when Gloo's own headers are installed (`libgloo-dev`; the PyPI wheel ships
 //! c10d's headers but not Gloo's). Without them the crate still builds, and a process group of more than one rank is
 //! refused with the fix (cfg `c10d_gloo` tells which; `PGRS_WITHOUT_GLOO=1` builds that way on purpose).
+#[path = "../../xtask/gloo_include.rs"]
+mod gloo_include;
 #[path = "../../xtask/libtorch_rpath.rs"]
 mod libtorch_rpath;
 
 use std::path::{Path, PathBuf};
 
-fn gloo_include() -> Option<PathBuf> {
+/// Gloo's headers, unless the build is asked to go without them.
+fn gloo() -> Option<PathBuf> {
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     println!("cargo:rerun-if-env-changed=PGRS_WITHOUT_GLOO");
     if std::env::var_os("PGRS_WITHOUT_GLOO").is_some() {
         return None; // a build as on a machine without the headers
     }
-    let candidates = std::env::var_os("GLOO_INCLUDE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(["/usr/include", "/usr/local/include"].map(PathBuf::from));
-    candidates.into_iter().find(|d| d.join("gloo/config.h").is_file())
+    gloo_include::gloo_include()
 }
 
 fn main() {
@@ -25,7 +24,7 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(c10d_gloo)");
     println!("cargo:rerun-if-changed=csrc/c10d.cpp");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
-    let Some(gloo) = gloo_include() else {
+    let Some(gloo) = gloo() else {
         println!("cargo:warning=Gloo headers not found (apt install libgloo-dev, or set GLOO_INCLUDE): multi-rank training is disabled");
         return;
     };

@@ -7,6 +7,8 @@
 //! it; weight conversion runs right here.
 mod bench_launch;
 mod convert;
+#[path = "../gloo_include.rs"]
+mod gloo_include;
 mod launcher;
 mod npz;
 mod setup;

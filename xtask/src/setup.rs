@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> Result<i32> {
     println!(
         "`cargo build` and `cargo test` now find it; `cargo xtask doctor` checks the installation."
     );
-    if !gloo_headers() {
+    if crate::gloo_include::gloo_include().is_none() {
         // Not fatal: everything but multi-rank training works without them.
         println!(
             "Gloo headers not found (gloo/config.h): multi-rank training on CPU (PyTorch's Gloo backend) needs them. \
@@ -42,16 +42,6 @@ pub fn run(args: &Args) -> Result<i32> {
         );
     }
     Ok(0)
-}
-
-/// Whether Gloo's headers, which the wheel's c10d headers include but do not ship, are where crates/distributed's
-/// build script looks.
-fn gloo_headers() -> bool {
-    std::env::var_os("GLOO_INCLUDE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(["/usr/include", "/usr/local/include"].map(PathBuf::from))
-        .any(|d| d.join("gloo/config.h").is_file())
 }
 
 pub fn repo_root() -> PathBuf {

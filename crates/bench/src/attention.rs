@@ -442,11 +442,7 @@ pub fn run(a: &Args) -> Result<i32> {
         results.push(r);
     }
     let section = render(a, &results, threads, reps);
-    println!("{section}");
-    if !c.no_record {
-        let repo = super::cases::repo_root();
-        report::append(&super::cases::resolve(&repo, &c.record), &section)?;
-    }
+    c.publish(&section)?;
     if let Some(r) = results.iter().find(|r| r.replica_diff != 0.0) {
         bail!(
             "gemma::Attention differs from its projections + gemma::capped_attention by {:.1e} on {}: the layer \

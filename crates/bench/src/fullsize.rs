@@ -9,7 +9,7 @@
 use super::cases;
 use super::inputs;
 use super::runner::Side;
-use super::spec::{write_json, Spec, Task, WorkerResult};
+use super::spec::{write_raw, Spec, Task, WorkerResult};
 use super::stats::mib;
 use super::{machine, report, Common, Session};
 use anyhow::Result;
@@ -167,19 +167,15 @@ pub fn run(a: &Args) -> Result<i32> {
             let _ = std::fs::remove_dir_all(d);
         }
     }
-    let raw = work.join(format!("results-fullsize-{}.json", trainer::run::now().0));
-    write_json(
-        &raw,
-        &out.iter()
-            .map(|c| serde_json::json!({"case": c.strategy, "rust": c.rust, "hf": c.hf}))
-            .collect::<Vec<_>>(),
+    let cases =
+        out.iter().map(|c| serde_json::json!({"case": c.strategy, "rust": c.rust, "hf": c.hf}));
+    write_raw(
+        &work,
+        if a.paligemma2 { "fullsize-paligemma2" } else { "fullsize" },
+        cases.collect(),
     )?;
     let section = render(a, &variant, &out, &versions, seq_len, threads)?;
-    println!("{section}");
-    if !c.no_record {
-        report::append(&cases::resolve(&repo, &c.record), &section)?;
-    }
-    eprintln!("raw results: {}", raw.display());
+    c.publish(&section)?;
     let within = out.iter().all(|c| plan_error(&c.rust).is_some_and(|e| e.abs() <= PLAN_TOLERANCE));
     Ok(if within { 0 } else { 3 })
 }

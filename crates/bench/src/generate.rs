@@ -5,7 +5,7 @@
 use super::cases::{self, GenerateCase};
 use super::inputs;
 use super::runner::Side;
-use super::spec::{write_json, Spec, Task, WorkerResult};
+use super::spec::{write_raw, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
 use super::{machine, report, Common, ModelChoice, Session};
 use anyhow::Result;
@@ -51,7 +51,7 @@ pub fn run(a: &Args) -> Result<i32> {
     let session = c.session()?;
     let model = session.model(&a.model)?;
     let pcfg = paligemma::PaliGemmaConfig::from_file(&model.join("config.json"))?;
-    let Session { repo, work, runner, versions, threads, .. } = session;
+    let Session { work, runner, versions, threads, .. } = session;
     let rounds = c.rounds();
     let steps = c.steps.unwrap_or(2);
     let list = c.select(cases::generate_cases(c.quick), |k| k.label())?;
@@ -136,28 +136,16 @@ pub fn run(a: &Args) -> Result<i32> {
     let probe = (!profiles.is_empty() && !c.device.starts_with("cuda"))
         .then(|| head_probe(&pcfg, &a.dtype, threads, &head_rows));
     let bandwidth = probe.as_ref().map(|p| p.bandwidth);
-    let raw = work.join(format!(
-        "results-generate-{}{}.json",
-        if a.model.flag().is_empty() { String::new() } else { format!("{}-", a.model.key()) },
-        trainer::run::now().0
-    ));
-    write_json(
-        &raw,
-        &rows
-            .iter()
-            .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}))
-            .collect::<Vec<_>>(),
-    )?;
+    let cases = rows
+        .iter()
+        .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}));
+    write_raw(&work, &format!("generate{}", a.model.file_tag()), cases.collect())?;
     let mut section =
         render(a, &pcfg, &rows, &profiles, bandwidth, &versions, threads, rounds, steps);
     if let Some(p) = &probe {
         section += &p.render(&pcfg, &a.dtype);
     }
-    println!("{section}");
-    if !c.no_record {
-        report::append(&cases::resolve(&repo, &c.record), &section)?;
-    }
-    eprintln!("raw results: {}", raw.display());
+    c.publish(&section)?;
     let strict = a.dtype == "f32";
     Ok(if !strict || rows.iter().all(|r| r.same_ids) { 0 } else { 2 })
 }

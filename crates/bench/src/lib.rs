@@ -94,6 +94,15 @@ pub struct Session {
 }
 
 impl Common {
+    /// Prints a benchmark's section and appends it to the record file, unless `--no-record`.
+    pub fn publish(&self, section: &str) -> Result<()> {
+        println!("{section}");
+        if !self.no_record {
+            report::append(&cases::resolve(&cases::repo_root(), &self.record), section)?;
+        }
+        Ok(())
+    }
+
     pub fn session(&self) -> Result<Session> {
         let repo = cases::repo_root();
         let work = cases::resolve(&repo, &self.work_dir);
@@ -193,6 +202,15 @@ impl ModelChoice {
             Self::Dir(p) => {
                 p.file_name().map_or_else(|| "model".into(), |f| f.to_string_lossy().into_owned())
             }
+        }
+    }
+
+    /// `-<key>` for file names of a non-default model, empty for the default (whose files keep their old names).
+    pub fn file_tag(&self) -> String {
+        if self.flag().is_empty() {
+            String::new()
+        } else {
+            format!("-{}", self.key())
         }
     }
 

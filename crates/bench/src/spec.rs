@@ -108,6 +108,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Writes the raw per-case results of a benchmark run as `results-<name>-<time>.json` under `work` and says where.
+pub fn write_raw(work: &Path, name: &str, cases: Vec<serde_json::Value>) -> Result<PathBuf> {
+    let raw = work.join(format!("results-{name}-{}.json", trainer::run::now().0));
+    write_json(&raw, &cases)?;
+    eprintln!("raw results: {}", raw.display());
+    Ok(raw)
+}
+
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -6,7 +6,7 @@
 use super::cases::{self, TrainCase};
 use super::inputs;
 use super::runner::Side;
-use super::spec::{write_json, Spec, Task, WorkerResult};
+use super::spec::{write_raw, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
 use super::{machine, report, Common, ModelChoice, Session};
 use anyhow::{bail, Result};
@@ -82,7 +82,7 @@ pub fn run(a: &Args) -> Result<i32> {
     let c = &a.common;
     let session = c.session()?;
     let model = session.model(&a.model)?;
-    let Session { repo, work, runner, versions, threads, .. } = session;
+    let Session { work, runner, versions, threads, .. } = session;
     let rounds = c.rounds();
     let steps = c.steps.unwrap_or(1);
     let dtypes: Vec<&'static str> = a
@@ -190,24 +190,12 @@ pub fn run(a: &Args) -> Result<i32> {
         }
     }
 
-    let raw = work.join(format!(
-        "results-train-{}{}.json",
-        if a.model.flag().is_empty() { String::new() } else { format!("{}-", a.model.key()) },
-        trainer::run::now().0
-    ));
-    write_json(
-        &raw,
-        &rows
-            .iter()
-            .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}))
-            .collect::<Vec<_>>(),
-    )?;
+    let cases = rows
+        .iter()
+        .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}));
+    write_raw(&work, &format!("train{}", a.model.file_tag()), cases.collect())?;
     let section = render(a, &rows, &profiles, &versions, &pcfg, &seq_lens, threads, rounds, steps);
-    println!("{section}");
-    if !c.no_record {
-        report::append(&cases::resolve(&repo, &c.record), &section)?;
-    }
-    eprintln!("raw results: {}", raw.display());
+    c.publish(&section)?;
     Ok(if rows.iter().all(|r| r.agree) { 0 } else { 2 })
 }
 

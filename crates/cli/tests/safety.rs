@@ -187,6 +187,7 @@ fn zero_counts_and_bad_numbers_on_the_command_line_name_the_option() {
         ([&plan[..], &["--text-len", "0"]].concat(), "--text-len"),
         ([&plan[..], &["--gpu-gib", "nan"]].concat(), "--gpu-gib"),
         ([&plan[..], &["--gpu-gib=-16"]].concat(), "--gpu-gib"),
+        ([&plan[..], &["--architecture", "paligemma2-7b-pt-224"]].concat(), "--architecture"),
     ];
     for (args, option) in &cases {
         let out = pgrs(args);

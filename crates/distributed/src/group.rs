@@ -1,7 +1,7 @@
 //! A process group: nothing for one rank, else a TCPStore rendezvous and a Gloo group (csrc/c10d.cpp).
 use crate::{DistError, RankEnv};
 use std::time::Duration;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 #[cfg(c10d_gloo)]
 mod ffi {
@@ -187,8 +187,11 @@ impl ProcessGroup {
         Ok(())
     }
 
-    /// Replaces each tensor by its mean over ranks, in place.
+    /// Replaces each (floating-point) tensor by its mean over ranks, in place.
     pub fn all_reduce_mean(&self, tensors: &mut [Tensor]) -> Result<(), DistError> {
+        if let Some(t) = tensors.iter().find(|t| !t.is_floating_point()) {
+            return Err(self.failure("all_reduce", format!("a mean of {:?} values", t.kind())));
+        }
         self.all_reduce_sum(tensors)?;
         if self.world_size() > 1 {
             for t in tensors.iter_mut() {
@@ -223,11 +226,17 @@ impl ProcessGroup {
         let mut padded = bytes.to_vec();
         padded.resize(max, 0);
         let parts = self.all_gather_tensor(&Tensor::from_slice(&padded))?;
-        Ok(parts
+        parts
             .iter()
             .zip(lens)
-            .map(|(t, n)| Vec::<u8>::try_from(t).unwrap_or_default()[..n].to_vec())
-            .collect())
+            .map(|(t, n)| match Vec::<u8>::try_from(t) {
+                Ok(v) if n <= v.len() => Ok(v[..n].to_vec()),
+                other => {
+                    Err(self
+                        .failure("all_gather", format!("gathered buffer unreadable: {other:?}")))
+                }
+            })
+            .collect()
     }
 
     fn all_gather_tensor(&self, input: &Tensor) -> Result<Vec<Tensor>, DistError> {
@@ -247,7 +256,6 @@ impl ProcessGroup {
                 )
             }
         })?;
-        debug_assert!(outputs.iter().all(|t| t.kind() == input.kind() || t.kind() == Kind::Uint8));
         Ok(outputs)
     }
 }
@@ -350,6 +358,7 @@ impl Drop for ProcessGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn buckets_keep_order_dtype_and_size() {

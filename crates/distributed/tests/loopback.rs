@@ -77,6 +77,9 @@ fn one_rank_needs_no_process_group() {
     pg.all_reduce_mean(&mut t).unwrap();
     assert_eq!(Vec::<f32>::try_from(&t[0]).unwrap(), [1.5, 2.0]);
     assert_eq!(pg.all_gather_bytes(b"abc").unwrap(), vec![b"abc".to_vec()]);
+    let mut ints = [Tensor::from_slice(&[3i64])];
+    let e = pg.all_reduce_mean(&mut ints).unwrap_err().to_string();
+    assert!(e.contains("mean of Int64"), "{e}");
     pg.barrier().unwrap();
 }
 

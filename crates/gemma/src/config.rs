@@ -189,29 +189,43 @@ impl GemmaConfig {
     /// PaliGemma 2's language models (transformers `convert_paligemma2_weights_to_hf.py`, on Gemma-2 2B's config):
     /// `size` is 3 (Gemma-2 2B), 10 (9B) or 28 (27B); the 257,216-token vocabulary of the HF checkpoints.
     pub fn paligemma2(size: u32) -> Option<Self> {
-        // (hidden, layers, mlp, kv heads, heads, head_dim, query_pre_attn_scalar)
-        let (d, n, f, kv, h, hd, s) = match size {
-            3 => (2304, 26, 9216, 4, 8, 256, 256.0),
-            10 => (3584, 42, 14336, 8, 16, 256, 256.0),
-            28 => (4608, 46, 36864, 16, 32, 128, 4608.0 / 32.0),
+        // (hidden, layers, mlp, kv heads, heads, head_dim)
+        let (d, n, f, kv, h, hd) = match size {
+            3 => (2304, 26, 9216, 4, 8, 256),
+            10 => (3584, 42, 14336, 8, 16, 256),
+            28 => (4608, 46, 36864, 16, 32, 128),
             _ => return None,
         };
-        Some(Self {
+        let shapes = Self {
             hidden_size: d,
             num_hidden_layers: n,
             intermediate_size: f,
             num_key_value_heads: kv,
             num_attention_heads: h,
             head_dim: hd,
+            ..Self::paligemma_2b()
+        };
+        let mut cfg = shapes.into_gemma2(4096);
+        if size == 28 {
+            // the 27B scales by hidden / heads (4608 / 32 = 144), not head_dim
+            cfg.query_pre_attn_scalar = Some((d / h) as f64);
+        }
+        Some(cfg)
+    }
+
+    /// These shapes as a Gemma-2 decoder with PaliGemma 2's settings: soft-capping 50 (attention) and 30 (logits),
+    /// the attention scaled by `head_dim`, global and `window`-wide layers alternating, `hidden_activation` tanh GELU.
+    pub fn into_gemma2(self, window: i64) -> Self {
+        Self {
+            model_type: Some("gemma2".into()),
             hidden_act: None,
             hidden_activation: Some(Activation::GeluTanh),
-            model_type: Some("gemma2".into()),
             final_logit_softcapping: Some(30.0),
             attn_logit_softcapping: Some(50.0),
-            query_pre_attn_scalar: Some(s),
-            sliding_window: Some(4096),
-            ..Self::paligemma_2b()
-        })
+            query_pre_attn_scalar: Some(self.head_dim as f64),
+            sliding_window: Some(window),
+            ..self
+        }
     }
 
     /// A tiny decoder for tests: width 48, 2 layers, 4 query heads over 1 KV head of 12.
@@ -225,19 +239,6 @@ impl GemmaConfig {
             num_key_value_heads: 1,
             head_dim: 12,
             ..Self::paligemma_2b()
-        }
-    }
-
-    /// A tiny Gemma-2 decoder for tests: `tiny` with soft-capping small enough to bite and a window of 8.
-    pub fn tiny_gemma2(vocab_size: i64) -> Self {
-        Self {
-            model_type: Some("gemma2".into()),
-            final_logit_softcapping: Some(3.0),
-            attn_logit_softcapping: Some(2.0),
-            query_pre_attn_scalar: Some(16.0),
-            sliding_window: Some(8),
-            num_hidden_layers: 3,
-            ..Self::tiny(vocab_size)
         }
     }
 

@@ -128,14 +128,6 @@ impl PaliGemmaConfig {
         }
     }
 
-    /// A tiny PaliGemma 2 for tests: `tiny` with `GemmaConfig::tiny_gemma2` as its decoder.
-    pub fn tiny_paligemma2(vocab_size: i64, image_token_index: i64) -> Self {
-        Self {
-            text_config: GemmaConfig::tiny_gemma2(vocab_size),
-            ..Self::tiny(vocab_size, image_token_index)
-        }
-    }
-
     /// `"PaliGemma 1"` or `"PaliGemma 2"`, by the decoder.
     pub fn generation(&self) -> &'static str {
         match self.text_config.architecture() {

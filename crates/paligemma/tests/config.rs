@@ -94,6 +94,14 @@ fn bad_configs_name_the_problem() {
             "chunked_attention",
         ),
         (
+            r#"{"model_type": "paligemma", "text_config": {"model_type": "gemma2", "sliding_window": 0}}"#,
+            "sliding_window must be positive",
+        ),
+        (
+            r#"{"model_type": "paligemma", "text_config": {"model_type": "gemma2", "attn_logit_softcapping": -50.0}}"#,
+            "attn_logit_softcapping must be positive",
+        ),
+        (
             r#"{"model_type": "paligemma", "text_config": {"num_hidden_layers": "eighteen"}}"#,
             "key `text_config.num_hidden_layers`",
         ),

@@ -81,14 +81,6 @@ pub fn write_word_tokenizer(texts: &[&str], path: &Path) -> Result<i64, TrainErr
 /// PaliGemma 2 when `text_model_type` is `"gemma2"` (validated with the config).
 pub fn paligemma_config(s: &ScratchConfig, vocab: i64) -> PaliGemmaConfig {
     let mut cfg = PaliGemmaConfig::tiny(vocab, vocab - 1);
-    if s.text_model_type.as_deref() == Some("gemma2") {
-        let t = &mut cfg.text_config;
-        t.model_type = Some("gemma2".into());
-        t.attn_logit_softcapping = Some(50.0);
-        t.final_logit_softcapping = Some(30.0);
-        t.query_pre_attn_scalar = Some(s.head_dim as f64);
-        t.sliding_window = Some(s.sliding_window.unwrap_or(4096));
-    }
     let v = &mut cfg.vision_config;
     v.image_size = s.image_size;
     v.patch_size = s.patch_size;
@@ -107,12 +99,42 @@ pub fn paligemma_config(s: &ScratchConfig, vocab: i64) -> PaliGemmaConfig {
     t.intermediate_size = s.text_mlp;
     cfg.projection_dim = s.text_hidden;
     cfg.hidden_size = s.text_hidden;
+    if s.text_model_type.as_deref() == Some("gemma2") {
+        cfg.text_config = cfg.text_config.into_gemma2(s.sliding_window.unwrap_or(4096));
+    }
     cfg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gemma2_scratch_model_is_a_valid_paligemma2() {
+        let toml = "name = \"s\"\nstrategy = \"hard_prompt\"\n[model]\nsource = \"scratch\"\n[model.scratch]\n\
+            image_size = 32\npatch_size = 8\nvision_hidden = 16\nvision_layers = 1\nvision_heads = 2\nvision_mlp = 32\n\
+            text_hidden = 32\ntext_layers = 3\nheads = 4\nhead_dim = 8\ntext_mlp = 64\ntext_model_type = \"gemma2\"\n\
+            sliding_window = 16\n[data]\npath = \"d.json\"\n[train]\npreset = \"all\"\n";
+        let cfg = crate::ExperimentConfig::from_toml(toml, &[]).unwrap();
+        let s = cfg.model.scratch.as_ref().unwrap();
+        let p = paligemma_config(s, 50);
+        p.validate().unwrap();
+        let t = &p.text_config;
+        assert_eq!(t.architecture(), gemma::Architecture::Gemma2);
+        assert_eq!((t.query_pre_attn_scalar, t.sliding_window), (Some(8.0), Some(16)));
+        assert_eq!((t.attn_logit_softcapping, t.final_logit_softcapping), (Some(50.0), Some(30.0)));
+        assert_eq!(
+            (0..3).map(|i| t.layer_window(i)).collect::<Vec<_>>(),
+            [Some(16), None, Some(16)]
+        );
+        let mut g1 = s.clone();
+        g1.text_model_type = None;
+        g1.sliding_window = None;
+        assert_eq!(
+            paligemma_config(&g1, 50).text_config.architecture(),
+            gemma::Architecture::Gemma1
+        );
+    }
 
     #[test]
     fn word_tokenizer_round_trips_and_has_paligemma_specials() {
