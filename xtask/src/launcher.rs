@@ -10,6 +10,7 @@
 use crate::setup::{self, TORCH_VERSION};
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn cargo() -> Command {
@@ -43,16 +44,7 @@ pub fn run_child(mut cmd: Command) -> Result<i32> {
         eprintln!("{}: not starting {:?}", sig.name(), cmd.get_program());
         return Ok(sig.exit_code());
     }
-    cmd.process_group(0);
-    let original = signals::original();
-    // SAFETY: runs in the forked child before exec; pthread_sigmask is async-signal-safe. The child must not
-    // inherit the held-back mask (std::process keeps a parent's signal mask), or it would never see these signals.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &original, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    in_own_group(&mut cmd);
     let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     let status = {
         // Registered while the signals are held, so one sent right after the spawn is forwarded too.
@@ -66,13 +58,28 @@ pub fn run_child(mut cmd: Command) -> Result<i32> {
     Ok(interrupt::exit_code(status))
 }
 
+/// Makes `cmd`'s child lead a process group of its own, with the signal mask xtask started with (call after
+/// [`signals::hold`]): a terminal's Ctrl-C then reaches only xtask, which decides what to pass on.
+pub(crate) fn in_own_group(cmd: &mut Command) {
+    cmd.process_group(0);
+    let original = signals::original();
+    // SAFETY: runs in the forked child before exec; pthread_sigmask is async-signal-safe. The child must not
+    // inherit the held-back mask (std::process keeps a parent's signal mask), or it would never see these signals.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &original, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 /// The signal that asked xtask to stop, if one arrived: forwarded to a child, or held back between children.
 pub fn stopped() -> Option<interrupt::Signal> {
     interrupt::requested().or_else(signals::pending)
 }
 
 /// Holding SIGINT, SIGTERM and SIGHUP back (blocking them) while xtask has no child to pass them to.
-mod signals {
+pub(crate) mod signals {
     use std::sync::OnceLock;
 
     /// The signal mask xtask started with, restored while a child runs.
@@ -150,20 +157,35 @@ pub fn run_tool(sub: &str, args: &[String]) -> Result<i32> {
 }
 
 fn build_and_run(package: &str, bin: &str, sub: &str, args: &[String]) -> Result<i32> {
-    let profile = std::env::var("PALIGEMMA_PROFILE").unwrap_or_else(|_| "release".into());
-    let mut build = cargo();
-    build.args(["build", "--quiet", "--profile", &profile, "-p", package, "--bin", bin]);
-    let code = run_child(build)?;
+    let code = build(package, bin)?;
     if code != 0 {
         return Ok(code);
     }
-    let dir = if profile == "dev" { "debug" } else { profile.as_str() };
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| setup::repo_root().join("target"));
-    let mut cmd = Command::new(target.join(dir).join(bin));
+    let mut cmd = Command::new(binary(bin));
     cmd.arg(sub).args(args);
     run_child(cmd)
+}
+
+fn profile() -> String {
+    std::env::var("PALIGEMMA_PROFILE").unwrap_or_else(|_| "release".into())
+}
+
+/// `cargo build`s `bin` of `package` (release profile unless `PALIGEMMA_PROFILE` says otherwise); the build's exit
+/// code.
+pub(crate) fn build(package: &str, bin: &str) -> Result<i32> {
+    let mut build = cargo();
+    build.args(["build", "--quiet", "--profile", &profile(), "-p", package, "--bin", bin]);
+    run_child(build)
+}
+
+/// Where [`build`] puts `bin`.
+pub(crate) fn binary(bin: &str) -> PathBuf {
+    let profile = profile();
+    let dir = if profile == "dev" { "debug" } else { profile.as_str() };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| setup::repo_root().join("target"));
+    target.join(dir).join(bin)
 }
 
 /// `cargo xtask doctor`: what can be checked without libtorch here, the rest by `pgrs doctor`.

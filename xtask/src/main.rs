@@ -11,6 +11,7 @@ mod convert;
 mod gloo_include;
 mod launcher;
 mod npz;
+mod ranks;
 mod setup;
 
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -32,7 +33,7 @@ enum Target {
 const FORWARDED: &[(&str, Target, &str)] = &[
     ("caption", Target::Cli, "Caption images with an HF-format PaliGemma directory (config.json, safetensors, tokenizer.json)"),
     ("demo", Target::Cli, "The main job: generate the synthetic sample, train a small PaliGemma from scratch, evaluate before and after"),
-    ("train", Target::Cli, "Fine-tune from an experiment file (`--config experiments/….toml [--set key=value] [--dry-run] [--resume run]`)"),
+    ("train", Target::Cli, "Fine-tune from an experiment file (`--config experiments/….toml [--set key=value] [--dry-run] [--resume run]`); `--nproc N|gpu`: N local ranks, as torchrun starts them"),
     ("eval", Target::Cli, "Evaluate a run (`--run dir`) or an HF model (`--model dir [--adapter dir]`) on a dataset split"),
     ("export", Target::Cli, "Merge a run's adapters into its base model and write an HF-format directory"),
     ("plan", Target::Cli, "Memory plan of an experiment from configs alone (`--config f.toml --architecture pt-224`)"),
@@ -129,6 +130,7 @@ fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
 fn main() {
     let matches = cli().get_matches();
     let result = match forwarded(&matches) {
+        Some(("train", _, args)) => ranks::train(&args),
         Some((name, Target::Cli, args)) => launcher::run_cli(name, &args),
         Some((name, Target::Tool, args)) => launcher::run_tool(name, &args),
         None => match Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()).command {

@@ -161,8 +161,11 @@ fn install() -> Result<()> {
     let py = staging.join("bin").join("python");
     let started = Instant::now();
     let mut pip = Command::new(&py);
+    // The CUDA toolkit headers torch's wheel leaves out (crt, cccl) let crates/distributed build its NCCL backend
+    // against the very CUDA version torch pins (pip resolves the unversioned extra to torch's pin).
     pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"])
-        .arg(format!("torch=={TORCH_VERSION}"));
+        .arg(format!("torch=={TORCH_VERSION}"))
+        .arg("cuda-toolkit[crt,cccl]; platform_system == \"Linux\" and platform_machine == \"x86_64\"");
     if launcher::run_child(pip)? != 0 {
         let _ = std::fs::remove_dir_all(&staging);
         if let Some(sig) = launcher::stopped() {

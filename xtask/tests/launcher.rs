@@ -1,7 +1,8 @@
 //! Signals sent to `cargo xtask <command>` reach the child it launched, which is waited for: its exit code is
 //! xtask's, and it is never left running. Runs the real binary on `score` (launched as `pgtools score`) with
 //! `CARGO` and `CARGO_TARGET_DIR` pointing at stand-ins: a `cargo build` that returns at once (or waits for a
-//! signal) and a `pgtools` shell script that traps signals.
+//! signal) and a `pgtools` shell script that traps signals. `train --nproc N` is run the same way, with a stand-in
+//! `pgrs` started once per rank.
 mod common;
 
 use common::{alive, signal, wait_exit, wait_for, xtask, TempDir};
@@ -205,4 +206,181 @@ fn the_child_exit_code_is_xtasks() {
     let mut xtask = launch(&tmp.0, QUICK_BUILD, "exit 3", false);
     let _reaper = Reaper(vec![xtask.id() as i32]);
     assert_eq!(wait_exit(&mut xtask).code(), Some(3));
+}
+
+/// `xtask train <args>` with stand-ins for `cargo` (a build that writes `$D/built`), libtorch (`$LIBTORCH`, so no
+/// setup runs) and `pgrs` (script `rank`, run once per rank); xtask's stderr goes to `$D/stderr`.
+fn launch_train(dir: &Path, args: &[&str], rank: &str) -> Child {
+    script(&dir.join("cargo"), "echo built >> \"$D/built\"");
+    script(&dir.join("target/release/pgrs"), rank);
+    let libtorch = dir.join("libtorch");
+    std::fs::create_dir_all(libtorch.join("lib")).unwrap();
+    std::fs::write(libtorch.join("lib/libtorch_cpu.so"), "").unwrap();
+    let mut cmd = xtask();
+    cmd.arg("train")
+        .args(args)
+        .env("CARGO", dir.join("cargo"))
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("LIBTORCH", libtorch)
+        .env("D", dir)
+        .env_remove("PALIGEMMA_PROFILE")
+        .env_remove("OMP_NUM_THREADS")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+    cmd.spawn().unwrap()
+}
+
+fn stderr(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("stderr")).unwrap()
+}
+
+/// The rank's view, `NAME=value` per variable and then its arguments, in `$D/rank<RANK>` (`$D/single` without
+/// `RANK`).
+const RECORD_ENV: &str = "f=\"$D/${RANK:-single}\"
+for v in RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE GROUP_RANK ROLE_RANK ROLE_WORLD_SIZE MASTER_ADDR MASTER_PORT \\
+    TORCHELASTIC_RUN_ID OMP_NUM_THREADS; do eval \"echo $v=\\${$v-unset}\"; done > \"$f.tmp\"
+echo \"pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$\" >> \"$f.tmp\"
+echo \"args=$*\" >> \"$f.tmp\"
+mv \"$f.tmp\" \"$f\"";
+
+fn record(dir: &Path, name: &str) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut seen = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("pgid=") {
+            let (pgid, pid) = rest.split_once(" pid=").unwrap();
+            assert_eq!(pgid, pid, "{name} leads its own process group");
+        } else {
+            let (k, v) = line.split_once('=').unwrap();
+            seen.insert(k.to_string(), v.to_string());
+        }
+    }
+    seen
+}
+
+#[test]
+fn nproc_starts_ranks_with_torchruns_environment() {
+    let tmp = TempDir::new("ranks-env");
+    let mut xtask = launch_train(&tmp.0, &["--nproc", "2", "--foo", "--set", "a=1"], RECORD_ENV);
+    let _reaper = Reaper(vec![xtask.id() as i32]);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(0), "{}", stderr(&tmp.0));
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("built")).unwrap(),
+        "built\n",
+        "pgrs is built once"
+    );
+    let ranks = [record(&tmp.0, "0"), record(&tmp.0, "1")];
+    for (i, seen) in ranks.iter().enumerate() {
+        let i = i.to_string();
+        for (name, want) in [
+            ("RANK", i.as_str()),
+            ("LOCAL_RANK", &i),
+            ("ROLE_RANK", &i),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("ROLE_WORLD_SIZE", "2"),
+            ("GROUP_RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("args", "train --foo --set a=1"),
+        ] {
+            assert_eq!(seen[name], want, "{name} of rank {i}: {seen:?}");
+        }
+        let port: u16 = seen["MASTER_PORT"].parse().unwrap();
+        assert!(port > 0);
+        assert!(seen["OMP_NUM_THREADS"].parse::<usize>().unwrap() >= 1, "{seen:?}");
+        assert_ne!(seen["TORCHELASTIC_RUN_ID"], "unset");
+    }
+    for shared in ["MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"] {
+        assert_eq!(ranks[0][shared], ranks[1][shared], "{shared}");
+    }
+}
+
+#[test]
+fn the_master_address_and_port_can_be_given() {
+    let tmp = TempDir::new("ranks-master");
+    let args = [
+        "--foo",
+        "--nproc=2",
+        "--master-port=29517",
+        "--master-addr",
+        "localhost",
+        "--",
+        "--nproc",
+    ];
+    let mut xtask = launch_train(&tmp.0, &args, RECORD_ENV);
+    let _reaper = Reaper(vec![xtask.id() as i32]);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(0), "{}", stderr(&tmp.0));
+    for rank in ["0", "1"] {
+        let seen = record(&tmp.0, rank);
+        assert_eq!(seen["MASTER_PORT"], "29517");
+        assert_eq!(seen["MASTER_ADDR"], "localhost");
+        assert_eq!(seen["args"], "train --foo -- --nproc", "after `--` everything is pgrs'");
+    }
+}
+
+/// `--nproc 1` is a plain `train`: one process, no torchrun variables (the trainer then runs on its own).
+#[test]
+fn one_rank_is_a_plain_train() {
+    let tmp = TempDir::new("ranks-one");
+    let mut xtask = launch_train(&tmp.0, &["--nproc", "1", "--foo"], RECORD_ENV);
+    let _reaper = Reaper(vec![xtask.id() as i32]);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(0), "{}", stderr(&tmp.0));
+    let seen = record(&tmp.0, "single");
+    assert_eq!(seen["WORLD_SIZE"], "unset");
+    assert_eq!(seen["args"], "train --foo");
+}
+
+/// As torchrun: one rank failing stops the others (SIGTERM to their groups), and its code is xtask's.
+#[test]
+fn a_failing_rank_stops_the_others() {
+    let tmp = TempDir::new("ranks-fail");
+    let rank = with_pid(
+        "rank$RANK",
+        "trap 'echo TERM$RANK >> \"$D/got\"; exit 0' TERM",
+        &format!(
+            "if [ \"$RANK\" = 1 ]; then while [ ! -e \"$D/rank0.pid\" ]; do sleep 0.01; done; exit 3; fi\n{LOOP}"
+        ),
+    );
+    let mut xtask = launch_train(&tmp.0, &["--nproc", "2"], &rank);
+    let mut reaper = Reaper(vec![xtask.id() as i32]);
+    reaper.0.extend([pid_of(&tmp.0, "rank0"), pid_of(&tmp.0, "rank1")]);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(3), "{}", stderr(&tmp.0));
+    assert_eq!(got(&tmp.0), ["TERM0"]);
+    assert!(stderr(&tmp.0).contains("rank 1 exited with code 3"), "{}", stderr(&tmp.0));
+    assert!(!alive(reaper.0[1]), "no orphan");
+}
+
+#[test]
+fn sigterm_reaches_every_rank_once() {
+    let tmp = TempDir::new("ranks-term");
+    let rank = with_pid("rank$RANK", "trap 'echo TERM > \"$D/term$RANK\"; exit 143' TERM", LOOP);
+    let mut xtask = launch_train(&tmp.0, &["--nproc", "2"], &rank);
+    let mut reaper = Reaper(vec![xtask.id() as i32]);
+    reaper.0.extend([pid_of(&tmp.0, "rank0"), pid_of(&tmp.0, "rank1")]);
+    signal(xtask.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut xtask).code(), Some(143), "{}", stderr(&tmp.0));
+    for rank in 0..2 {
+        assert_eq!(std::fs::read_to_string(tmp.join(&format!("term{rank}"))).unwrap(), "TERM\n");
+        assert!(!alive(reaper.0[1 + rank]), "rank {rank} left running");
+    }
+}
+
+#[test]
+fn a_bad_nproc_is_a_usage_error() {
+    for (i, args) in
+        [&["--nproc", "0"][..], &["--nproc", "x"], &["--nproc=-1"], &["--x", "--nproc"]]
+            .into_iter()
+            .enumerate()
+    {
+        let tmp = TempDir::new(&format!("ranks-bad-{i}"));
+        let mut xtask = launch_train(&tmp.0, args, "echo started > \"$D/started\"");
+        let _reaper = Reaper(vec![xtask.id() as i32]);
+        assert_eq!(wait_exit(&mut xtask).code(), Some(2), "{args:?}");
+        let err = stderr(&tmp.0);
+        assert!(err.starts_with("error: --nproc") && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            !tmp.join("built").exists() && !tmp.join("started").exists(),
+            "{args:?} ran something"
+        );
+    }
 }

@@ -236,6 +236,7 @@ fn plan_batch8(pcfg: &paligemma::PaliGemmaConfig) -> Result<(usize, Vec<(String,
             checkpointing: true,
             vision_trainable,
             optimizer_slots: trainer::session::optimizer_slots(&cfg),
+            ranks: 1,
         });
         rows.push((label.to_string(), plan.total()));
     }

@@ -74,5 +74,6 @@ pub fn plan_for(built: &Built, batch: &Batch, spec: &super::spec::Spec) -> memor
         checkpointing: spec.checkpointing,
         vision_trainable: built.vision_trainable,
         optimizer_slots: 2,
+        ranks: 1,
     })
 }

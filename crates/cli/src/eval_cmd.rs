@@ -92,6 +92,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
             device: built.device,
             cfg: &ecfg,
             evaluator: &evaluator,
+            group: None,
         };
         ev.run(&ds, &args.split, args.limit)?
     } else {
@@ -123,6 +124,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
             device,
             cfg: &ecfg,
             evaluator: &evaluator,
+            group: None,
         };
         ev.run(&ds, &args.split, args.limit)?
     };

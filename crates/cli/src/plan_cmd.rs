@@ -20,6 +20,9 @@ pub struct PlanArgs {
     /// Caption length in tokens (RSICD captions average about 20 Gemma tokens; 32 covers almost all).
     #[arg(long, default_value_t = 32, value_parser = crate::options::at_least_one)]
     pub text_len: usize,
+    /// Data-parallel ranks (one per GPU): the plan is per rank, the global batch batch_size x ranks x grad_accum.
+    #[arg(long, default_value_t = 1, value_parser = crate::options::at_least_one)]
+    pub nproc: usize,
     /// GPU memory to compare against, in GiB.
     #[arg(long, default_value_t = 16.0, value_parser = positive_gib)]
     pub gpu_gib: f64,
@@ -92,15 +95,24 @@ pub fn run_plan(args: &PlanArgs) -> Result<i32> {
         checkpointing: cfg.model.gradient_checkpointing,
         vision_trainable,
         optimizer_slots: trainer::session::optimizer_slots(&cfg),
+        ranks: args.nproc,
     });
     println!(
-        "{} on {}: {} params, {} trainable ({:.3}%), batch {}, {} tokens per sequence, base {}",
+        "{} on {}: {} params, {} trainable ({:.3}%), batch {}{}, {} tokens per sequence, base {}",
         cfg.name,
         pcfg.generation(),
         base_params + extra,
         trainable,
         100.0 * trainable as f64 / (base_params + extra) as f64,
         cfg.train.batch_size,
+        match args.nproc {
+            1 => String::new(),
+            n => format!(
+                " per rank x {n} ranks x {} accumulation = global batch {}",
+                cfg.train.grad_accum,
+                cfg.train.batch_size * n * cfg.train.grad_accum
+            ),
+        },
         seq_len,
         cfg.model.dtype
     );

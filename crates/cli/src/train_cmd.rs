@@ -25,6 +25,10 @@ pub struct TrainArgs {
     /// Do not check every dataset image before step 1 (huge sets known to be good).
     #[arg(long)]
     pub skip_image_check: bool,
+    /// Several ranks (torchrun, `cargo xtask train --nproc`): seconds a rank waits for the others before it stops
+    /// with an error.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub dist_timeout: u64,
 }
 
 pub fn load_config(args: &TrainArgs) -> Result<ExperimentConfig> {
@@ -79,9 +83,10 @@ pub fn run_train(args: &TrainArgs) -> Result<i32> {
         dry_run: args.dry_run,
         quiet: args.quiet,
         skip_image_check: args.skip_image_check,
+        dist_timeout: Some(std::time::Duration::from_secs(args.dist_timeout)),
     };
     let summary = trainer::train(&cfg, &opts)?;
-    if !args.dry_run {
+    if !args.dry_run && summary.rank == 0 {
         print_summary(&summary);
     }
     Ok(0)

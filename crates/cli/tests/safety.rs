@@ -309,16 +309,17 @@ fn recipes_quote_the_memory_plan_they_get() {
     assert!(checked >= 16, "{checked} recipes");
 }
 
-/// Started by a launcher (`WORLD_SIZE` > 1), `train` refuses before writing anything until data-parallel training
-/// exists, instead of N ranks each training the whole run into one runs directory; a malformed contract is named.
+/// Started by a launcher, `train` names a malformed environment contract, and a rank whose peers never arrive stops
+/// at the rendezvous timeout with an error instead of hanging; neither writes anything.
 #[test]
-fn a_multi_rank_start_is_refused_before_anything_is_written() {
+fn a_bad_launch_contract_or_missing_peers_stop_before_anything_is_written() {
     let tmp = Tmp::new("world");
     let runs = tmp.0.join("runs");
     let train = |vars: &[(&str, &str)]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
         cmd.current_dir(root())
-            .args(["train", "--config", "experiments/tiny/lora.toml", "--runs-dir"])
+            .args(["train", "--config", "experiments/tiny/lora.toml", "--dist-timeout", "2"])
+            .arg("--runs-dir")
             .arg(&runs)
             .args(["--set", "data.path=\"data/fixtures/no-such-dataset.json\""]);
         for (k, v) in vars {
@@ -326,14 +327,19 @@ fn a_multi_rank_start_is_refused_before_anything_is_written() {
         }
         cmd.output().unwrap()
     };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = port.to_string();
     let contract = [
         ("WORLD_SIZE", "2"),
         ("RANK", "1"),
         ("LOCAL_RANK", "1"),
         ("MASTER_ADDR", "127.0.0.1"),
-        ("MASTER_PORT", "29500"),
+        ("MASTER_PORT", port.as_str()),
     ];
-    assert_refused(&train(&contract), &["WORLD_SIZE=2 (rank 1)", "not implemented yet"], "2 ranks");
     assert_refused(&train(&contract[..4]), &["MASTER_PORT: not set"], "no MASTER_PORT");
+    if distributed::HAS_GLOO {
+        let alone = train(&contract);
+        assert_refused(&alone, &["rendezvous", "rank 1 of 2"], "no rank 0");
+    }
     assert!(!runs.exists(), "nothing written");
 }

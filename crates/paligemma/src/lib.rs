@@ -29,7 +29,9 @@ pub use generate::{generate, generate_profiled, GenerationConfig};
 pub use load::{load, LoadOptions, Loaded};
 pub use model::{LossOutput, LossReduction, PaliGemma};
 pub use segment::{ar_valid, Segment};
-pub use sequence::{collate, Batch, PadSide, Sequence, SequenceLayout, SoftPromptPlacement};
+pub use sequence::{
+    collate, Batch, PadSide, Sequence, SequenceLayout, SoftPromptPlacement, IGNORE,
+};
 pub use tokenizer::PaliGemmaTokenizer;
 
 pub use weights::DType;

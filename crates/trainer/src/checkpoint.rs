@@ -26,6 +26,14 @@ pub struct RunState {
     /// Absent in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// Ranks of the data-parallel run that wrote it (1: one process); a resume needs as many (the global batch,
+    /// and so what is learned, depends on it). Checkpoints written before it was recorded come from one process.
+    #[serde(default = "one_rank")]
+    pub world_size: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 const FILES: [&str; 3] = ["trainable.safetensors", "optimizer.safetensors", "state.json"];
@@ -224,6 +232,7 @@ mod tests {
             config_hash: "c".into(),
             base_hash: "b".into(),
             config: None,
+            world_size: 1,
         }
     }
 

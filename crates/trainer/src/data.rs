@@ -1,6 +1,7 @@
 //! From a dataset to model input: the seeded training sampler (one reference per image and step, resumable
 //! cursor), the sequence builder, and images decoded and preprocessed in parallel.
 use crate::config::ExperimentConfig;
+use crate::parallel::{Counts, Shard};
 use crate::TrainError;
 use paligemma::{collate, Batch, PadSide, PaliGemmaTokenizer, Sequence, SequenceLayout};
 use rayon::prelude::*;
@@ -54,11 +55,14 @@ impl Prompt {
     }
 }
 
-/// One training micro-batch.
+/// One training micro-batch: this rank's slice of the global micro-batch.
 pub struct TrainBatch {
     pub batch: Batch,
     pub pixels: Tensor,
     pub samples: Vec<Sample>,
+    /// What the loss normalises by, over this rank's slice and over the whole global micro-batch.
+    pub counts: Counts,
+    pub global: Counts,
 }
 
 pub struct TrainData {
@@ -87,22 +91,29 @@ impl TrainData {
         Ok(Self { ds, sampler, pre, prompt })
     }
 
+    /// The next global micro-batch of `n` samples per rank, drawn alike on every rank (so the samples one step
+    /// consumes are those one process with the global batch consumes), and this rank's `n` of them: tokenized all
+    /// (for the global counts), decoded only its own.
     pub fn next_batch(
         &mut self,
         n: usize,
+        shard: Shard,
         tok: &PaliGemmaTokenizer,
         layout: &SequenceLayout,
         device: Device,
     ) -> Result<TrainBatch, TrainError> {
-        let samples = self.sampler.next_batch(&self.ds, n);
-        let mut seqs = Vec::with_capacity(n);
+        let mut samples = self.sampler.next_batch(&self.ds, n * shard.world);
+        let mut seqs = Vec::with_capacity(samples.len());
         for s in &samples {
             let suffix = tok.encode(&s.caption)?;
             seqs.push(self.prompt.sequence(layout, Some(&suffix))?);
         }
+        let global = Counts::of(&seqs);
+        let samples: Vec<Sample> = samples.drain(shard.range(n)).collect();
+        let seqs: Vec<Sequence> = seqs.drain(shard.range(n)).collect();
         let items: Vec<&Item> = samples.iter().map(|s| &self.ds.items[s.item]).collect();
         let pixels = pixels(&items, &self.pre, device)?;
         let batch = collate(&seqs, PadSide::Right, layout.pad_id).to_device(device);
-        Ok(TrainBatch { batch, pixels, samples })
+        Ok(TrainBatch { batch, pixels, samples, counts: Counts::of(&seqs), global })
     }
 }

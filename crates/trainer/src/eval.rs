@@ -3,6 +3,7 @@
 //! every image).
 use crate::config::EvalConfig;
 use crate::data::{pixels, Prompt};
+use crate::parallel;
 use crate::TrainError;
 use paligemma::{generate, GenerationConfig, PaliGemma, PaliGemmaTokenizer, SequenceLayout};
 use rsicd_data::{Dataset, EvalSet, ImagePreprocessor, Item, Split};
@@ -32,10 +33,12 @@ pub struct Evaluation<'a> {
     pub device: Device,
     pub cfg: &'a EvalConfig,
     pub evaluator: &'a metrics::Evaluator,
+    /// Data-parallel training: the batches are shared out between the ranks (`crate::parallel`), rank 0 scores.
+    pub group: Option<&'a distributed::ProcessGroup>,
 }
 
 impl Evaluation<'_> {
-    /// Captions only (no scoring), in item order.
+    /// Captions only (no scoring), in item order (on every rank, when the batches were shared out).
     pub fn captions(
         &self,
         ds: &Dataset,
@@ -48,22 +51,38 @@ impl Evaluation<'_> {
             ..Default::default()
         };
         let prompt = self.prompt.sequence(self.layout, None)?;
-        let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(self.cfg.batch_size.max(1)) {
+        let batches: Vec<&[usize]> = items.chunks(self.cfg.batch_size.max(1)).collect();
+        let world = self.group.map_or(1, |g| g.world_size());
+        let mut mine = Vec::new();
+        for (k, chunk) in batches.iter().enumerate() {
+            if !parallel::owns_batch(self.group, k) {
+                continue;
+            }
             let its: Vec<&Item> = chunk.iter().map(|&i| &ds.items[i]).collect();
             let px = pixels(&its, self.pre, self.device)?;
             let prompts = vec![prompt.clone(); chunk.len()];
+            let mut out = Vec::with_capacity(chunk.len());
             for ids in generate(self.model, &prompts, &px, self.soft, &gen) {
                 out.push(self.tokenizer.decode(&ids, true)?.trim().to_string());
             }
+            mine.push((k, out));
             if let Some(p) = progress {
-                p.inc(chunk.len() as u64);
+                // The other ranks caption their batches meanwhile.
+                p.inc((chunk.len() * world) as u64);
             }
         }
-        Ok(out)
+        match self.group {
+            Some(g) => parallel::gather_captions(g, mine, batches.len()),
+            None => Ok(mine.into_iter().flat_map(|(_, c)| c).collect()),
+        }
     }
 
-    /// Captions and scores the split's evaluation set (`limit`: an evenly spaced fixed subset).
+    fn is_main(&self) -> bool {
+        self.group.is_none_or(|g| g.is_main())
+    }
+
+    /// Captions and scores the split's evaluation set (`limit`: an evenly spaced fixed subset). Ranks other than 0
+    /// of a data-parallel run caption their share and return no scores.
     pub fn run(
         &self,
         ds: &Dataset,
@@ -83,8 +102,20 @@ impl Evaluation<'_> {
             .expect("template"),
         );
         bar.set_message(split.to_string());
+        if !self.is_main() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
         let captions = self.captions(ds, &set.items, Some(&bar))?;
         bar.finish_and_clear();
+        if !self.is_main() {
+            let references = Default::default();
+            return Ok(EvalOutput {
+                metrics: vec![],
+                diversity: 0.0,
+                predictions: vec![],
+                references,
+            });
+        }
         score(ds, &set, captions, self.evaluator)
     }
 }

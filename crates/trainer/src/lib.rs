@@ -16,6 +16,7 @@ pub mod glob;
 pub mod guard;
 pub mod memory;
 pub mod optim;
+pub mod parallel;
 pub mod peft;
 pub mod resume;
 pub mod run;

@@ -81,6 +81,8 @@ pub struct PlanInput<'a> {
     pub vision_trainable: bool,
     /// Optimizer state tensors per trainable element (AdamW 2, SGD with momentum 1, plain SGD 0).
     pub optimizer_slots: usize,
+    /// Data-parallel ranks: each holds a whole replica and its own `batch`; the plan is per rank.
+    pub ranks: usize,
 }
 
 /// Plan inputs from a built model's variables.
@@ -108,6 +110,7 @@ pub fn kind_bytes(kind: Kind) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub rows: Vec<(String, f64)>,
+    pub ranks: usize,
 }
 
 impl Plan {
@@ -116,7 +119,12 @@ impl Plan {
     }
 
     pub fn table(&self) -> String {
-        let mut s = String::from("memory plan\n");
+        let mut s = match self.ranks {
+            1 => String::from("memory plan\n"),
+            n => format!(
+                "memory plan, per rank (each of the {n} ranks holds a replica and its own batch)\n"
+            ),
+        };
         for (name, b) in &self.rows {
             s += &format!("  {name:<44} {:>12}\n", human(*b));
         }
@@ -128,6 +136,7 @@ impl Plan {
         let mut m: serde_json::Map<String, serde_json::Value> =
             self.rows.iter().map(|(n, b)| (n.clone(), serde_json::json!(b))).collect();
         m.insert("total".into(), serde_json::json!(self.total()));
+        m.insert("ranks".into(), serde_json::json!(self.ranks));
         serde_json::Value::Object(m)
     }
 }
@@ -207,7 +216,7 @@ pub fn plan(p: &PlanInput) -> Plan {
     let full_logits = b * l * vocab * 4.0 * 3.0;
     let other = if p.checkpointing { "without" } else { "with" };
     let trainable = p.trainable_params as f64;
-    Plan {
+    let mut plan = Plan {
         rows: vec![
             (
                 format!("weights ({} params)", p.base_params + p.extra_params),
@@ -233,7 +242,15 @@ pub fn plan(p: &PlanInput) -> Plan {
             ),
             ("(full logits over every position, avoided)".into(), full_logits),
         ],
+        ranks: p.ranks.max(1),
+    };
+    if p.ranks > 1 {
+        // Gradients are summed through flat buffers of small tensors; a tensor larger than a bucket is summed in
+        // place (crates/distributed), so one bucket is the most it copies at once.
+        let bucket = (trainable * 4.0).min(crate::parallel::BUCKET_BYTES as f64);
+        plan.rows.insert(3, ("gradient all-reduce bucket (data parallel)".into(), bucket));
     }
+    plan
 }
 
 /// Whether `module` is a linear layer (what LoRA can target), as each part names its own.

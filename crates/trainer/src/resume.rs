@@ -23,33 +23,45 @@ fn config_fingerprint(cfg: &ExperimentConfig) -> String {
     c.canonical_json()
 }
 
-/// Step 0 of a new run.
-pub fn fresh_state(cfg: &ExperimentConfig, built: &Built) -> RunState {
+/// Step 0 of a new run of `world_size` ranks.
+pub fn fresh_state(cfg: &ExperimentConfig, built: &Built, world_size: usize) -> RunState {
     let fingerprint = config_fingerprint(cfg);
     RunState {
         loss_scale: if built.base_dtype == DType::F16 { 65536.0 } else { 1.0 },
         config_hash: strategy::hex(&sha2::Sha256::digest(&fingerprint)),
         base_hash: built.base_hash.clone(),
         config: serde_json::from_str(&fingerprint).ok(),
+        world_size,
         ..Default::default()
     }
 }
 
 /// Continues `s.run` from its newest checkpoint that verifies: weights, optimizer state, data cursor and run state
-/// are restored and the metrics log is cut back to that step.
+/// are restored and the metrics log is cut back to that step. In a data-parallel run rank 0 alone moves damaged
+/// checkpoints aside, and every rank must resume the same step (the run directory must be on a filesystem every
+/// node sees).
 pub fn resume(s: &mut Session) -> Result<(), TrainError> {
     s.resumed = true;
-    for (to, why) in checkpoint::quarantine_damaged(&s.run.checkpoints())? {
-        eprintln!("warning: {why}\n  moved to {} (never resumed from or kept)", to.display());
+    if s.run.is_writer() {
+        for (to, why) in checkpoint::quarantine_damaged(&s.run.checkpoints())? {
+            eprintln!("warning: {why}\n  moved to {} (never resumed from or kept)", to.display());
+        }
     }
-    let Some((dir, saved)) = checkpoint::latest_good(&s.run.checkpoints())? else {
+    s.group.barrier().map_err(|e| TrainError::Stopped(e.to_string()))?;
+    let latest = checkpoint::latest_good(&s.run.checkpoints())?;
+    let step = latest.as_ref().map_or(0, |(_, saved)| saved.step);
+    crate::parallel::check_agree(&s.group, "the step to resume from", step as u64)?;
+    let Some((dir, saved)) = latest else {
         let old = s.run.restart_metrics()?;
         let kept = old.map(|p| format!(" (the earlier log is kept as {})", p.display()));
-        eprintln!(
-            "no good checkpoint in {}: starting from step 0{}",
-            s.run.checkpoints().display(),
-            kept.unwrap_or_default()
-        );
+        let say = s.run.is_writer();
+        say.then(|| {
+            eprintln!(
+                "no good checkpoint in {}: starting from step 0{}",
+                s.run.checkpoints().display(),
+                kept.unwrap_or_default()
+            )
+        });
         return Ok(());
     };
     check_same_run(&dir, &saved, &s.state)?;
@@ -58,7 +70,9 @@ pub fn resume(s: &mut Session) -> Result<(), TrainError> {
     let cursor = rsicd_data::Cursor { epoch: saved.cursor_epoch, position: saved.cursor_position };
     s.td.sampler.resume(cursor);
     s.run.truncate_metrics_after(saved.step)?;
-    eprintln!("resuming {} from step {}", s.run.path.display(), saved.step);
+    if s.run.is_writer() {
+        eprintln!("resuming {} from step {}", s.run.path.display(), saved.step);
+    }
     s.scaler.scale = saved.loss_scale;
     s.scaler.good = saved.good_steps;
     s.state = RunState { config: s.state.config.take(), ..saved };
@@ -82,6 +96,17 @@ fn check_same_run(
             dir.display(),
             if changes.is_empty() { "" } else { ":\n  " },
             changes.join("\n  ")
+        )));
+    }
+    if saved.world_size != now.world_size {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: written by a run of {} rank(s), and this one has {}: the global batch (batch_size x ranks x \
+             grad_accum) and so what is learned would change; resume with {} rank(s) (torchrun --nproc-per-node, \
+             cargo xtask train --nproc)",
+            dir.display(),
+            saved.world_size,
+            now.world_size,
+            saved.world_size
         )));
     }
     if saved.base_hash != now.base_hash {

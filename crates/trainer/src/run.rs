@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 pub struct RunDir {
     pub path: PathBuf,
-    metrics: std::fs::File,
+    /// `None` for a reader: the ranks of a data-parallel run other than 0 read the run directory (a resumed
+    /// checkpoint, a built tokenizer) and never write to it.
+    metrics: Option<std::fs::File>,
 }
 
 /// UTC `YYYYmmdd-HHMMSS` and RFC 3339 forms of now.
@@ -56,7 +58,16 @@ impl RunDir {
             .append(true)
             .open(&mpath)
             .map_err(|e| TrainError::Io(format!("{}: {e}", mpath.display())))?;
-        Ok(Self { path: path.to_path_buf(), metrics })
+        Ok(Self { path: path.to_path_buf(), metrics: Some(metrics) })
+    }
+
+    /// A run directory another process writes (rank 0 of a data-parallel run): every write here does nothing.
+    pub fn reader(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), metrics: None }
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self.metrics.is_some()
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -65,15 +76,19 @@ impl RunDir {
 
     /// Appends one line to `metrics.jsonl` (flushed, so a killed run keeps what it logged).
     pub fn log(&mut self, line: &Value) -> Result<(), TrainError> {
+        let Some(metrics) = self.metrics.as_mut() else { return Ok(()) };
         let mut s = serde_json::to_string(line).expect("json");
         s.push('\n');
-        self.metrics.write_all(s.as_bytes()).and_then(|_| self.metrics.flush()).map_err(|e| {
+        metrics.write_all(s.as_bytes()).and_then(|_| metrics.flush()).map_err(|e| {
             TrainError::Io(format!("{}: {e}", self.path.join("metrics.jsonl").display()))
         })
     }
 
     /// Drops `metrics.jsonl` lines after `step` (a resumed run re-logs the steps it repeats).
     pub fn truncate_metrics_after(&mut self, step: usize) -> Result<(), TrainError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         let mpath = self.path.join("metrics.jsonl");
         let text = std::fs::read_to_string(&mpath).unwrap_or_default();
         let kept: Vec<&str> = text
@@ -97,6 +112,9 @@ impl RunDir {
     /// A run restarting from step 0 (no good checkpoint) starts a new `metrics.jsonl`; the old one is renamed
     /// `metrics-<time>.jsonl` (returned), so no step appears twice in the log and nothing logged is lost.
     pub fn restart_metrics(&mut self) -> Result<Option<PathBuf>, TrainError> {
+        if !self.is_writer() {
+            return Ok(None);
+        }
         let mpath = self.path.join("metrics.jsonl");
         if std::fs::metadata(&mpath).map(|m| m.len() == 0).unwrap_or(true) {
             return Ok(None);
@@ -115,10 +133,16 @@ impl RunDir {
     }
 
     pub fn write_json(&self, rel: &str, v: &Value) -> Result<(), TrainError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         write_atomic(&self.path.join(rel), &serde_json::to_vec_pretty(v).expect("json"))
     }
 
     pub fn write_text(&self, rel: &str, s: &str) -> Result<(), TrainError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         write_atomic(&self.path.join(rel), s.as_bytes())
     }
 

@@ -1,5 +1,7 @@
-//! Everything one training run holds (data, model, optimizer, run directory, progress) and the phases the loop in
-//! `train.rs` calls: prepare, baselines, one step, what follows a step, finish. Resuming is in `resume.rs`.
+//! Everything one training run holds (data, model, optimizer, run directory, progress, the process group) and the
+//! phases the loop in `train.rs` calls: prepare, baselines, one step, what follows a step, finish. Resuming is in
+//! `resume.rs`; what data parallelism adds (sharded batches, summed gradients, agreed stops) in `parallel.rs`, and
+//! in a data-parallel run only rank 0 writes to the run directory, logs and draws progress.
 use crate::checkpoint::{self, RunState};
 use crate::config::{ExperimentConfig, ModelSource, OptimizerKind};
 use crate::data::{self, Prompt, TrainData};
@@ -7,6 +9,7 @@ use crate::eval::{self, EvalOutput, Evaluation};
 use crate::guard::{self, LossScaler};
 use crate::memory::{self, PlanInput};
 use crate::optim::Optimizer;
+use crate::parallel::{self, Shard};
 use crate::run::{self, RunDir};
 use crate::schedule::Schedule;
 use crate::setting::Setting;
@@ -22,6 +25,8 @@ use weights::DType;
 
 pub struct Session<'a> {
     pub cfg: &'a ExperimentConfig,
+    /// This process's rank and, with more than one, the c10d group (every collective is the identity for one).
+    pub group: distributed::ProcessGroup,
     pub run: RunDir,
     pub built: Built,
     pub td: TrainData,
@@ -54,34 +59,35 @@ pub enum StepOutcome {
 }
 
 impl<'a> Session<'a> {
-    /// Data, model and trainables, optimizer and the memory plan (from the shapes of a real first batch). The run
-    /// directory is the resumed one, a new one, or (dry run) a temporary one.
-    pub fn prepare(cfg: &'a ExperimentConfig, opts: &TrainOptions) -> Result<Self, TrainError> {
+    /// Data, model and trainables, optimizer and the memory plan (from the shapes of a real first batch), for this
+    /// rank of `group`. The run directory is the resumed one, a new one, or (dry run) a temporary one.
+    pub fn prepare(
+        cfg: &'a ExperimentConfig,
+        opts: &TrainOptions,
+        group: distributed::ProcessGroup,
+    ) -> Result<Self, TrainError> {
         let started = Instant::now();
-        single_process()?;
         let ds = data::load_dataset(cfg)?;
-        if !opts.skip_image_check && !opts.dry_run {
-            check_images(&ds, cfg)?;
-        }
         let texts = training_texts(&ds, cfg);
         let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let run = match (&opts.resume, opts.dry_run) {
-            (Some(dir), _) => RunDir::open(dir)?,
-            (None, true) => RunDir::open_temporary("pg-dry-run")?,
-            (None, false) => RunDir::create(&opts.runs_dir, &cfg.name)?,
-        };
-        let built = strategy::build(cfg, &text_refs, &run.path)?;
+        let run = open_run(cfg, opts, &ds, &group)?;
+        let built = build_model(cfg, opts, &text_refs, &run, &group)?;
         let pre = data::preprocessor(cfg, built.model.config.vision_config.image_size);
         let prompt = Prompt::new(&built.tokenizer, &cfg.data.prefix)?;
         let mut td = TrainData::new(ds, cfg, pre, prompt)?;
-        let (plan, total_params) = memory_plan(cfg, &built, &mut td)?;
-        eprintln!("{}\n{}", memory::trainable_table(&built.trainables, total_params), plan.table());
+        let (plan, total_params) = memory_plan(cfg, &built, &mut td, &group)?;
+        if group.is_main() {
+            let trainable = memory::trainable_table(&built.trainables, total_params);
+            eprintln!("{trainable}\n{}", plan.table());
+        }
         let trainables = built.trainables.iter().map(|(n, t)| (n.clone(), t.shallow_clone()));
         let optimizer = Optimizer::new(&cfg.optim, trainables.collect());
-        let state = crate::resume::fresh_state(cfg, &built);
+        let state = crate::resume::fresh_state(cfg, &built, group.world_size());
         let f16 = built.base_dtype == DType::F16;
         Ok(Session {
             cfg,
+            bar: progress_bar(opts.quiet || !group.is_main(), cfg.train.steps),
+            group,
             soft: built.soft.as_ref().map(|s| s.vectors.shallow_clone()),
             run,
             td,
@@ -93,7 +99,6 @@ impl<'a> Session<'a> {
             plan,
             total_params,
             started,
-            bar: progress_bar(opts.quiet, cfg.train.steps),
             resumed: false,
             first_loss: None,
             last_loss: None,
@@ -106,8 +111,11 @@ impl<'a> Session<'a> {
 
     /// A dry run ends after the trainable table and the memory plan; its temporary run directory goes.
     pub fn dry_run_summary(self) -> crate::TrainSummary {
-        let _ = std::fs::remove_dir_all(&self.run.path);
-        crate::TrainSummary { run_dir: self.run.path.clone(), ..Default::default() }
+        if self.run.is_writer() {
+            let _ = std::fs::remove_dir_all(&self.run.path);
+        }
+        let (run_dir, rank) = (self.run.path.clone(), self.group.rank());
+        crate::TrainSummary { run_dir, rank, ..Default::default() }
     }
 
     /// Records the run in `run.json` (what trains, on what, the plan) and writes its resolved config.
@@ -135,6 +143,11 @@ impl<'a> Session<'a> {
             ("trainable_params", json!(trainable)),
             ("total_params", json!(self.total_params)),
             ("steps", json!(cfg.train.steps)),
+            ("world_size", json!(self.group.world_size())),
+            (
+                "global_batch",
+                json!(cfg.train.batch_size * self.group.world_size() * cfg.train.grad_accum),
+            ),
             ("memory_plan", self.plan.to_json()),
         ])
     }
@@ -150,6 +163,7 @@ impl<'a> Session<'a> {
             device: self.built.device,
             cfg: &self.cfg.eval,
             evaluator: &self.evaluator,
+            group: Some(&self.group),
         }
     }
 
@@ -183,7 +197,9 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let (ds, cfg) = (&self.td.ds, self.cfg);
-        if let Some(caption) = eval::most_frequent_caption(ds, &cfg.data.train_split) {
+        let blind =
+            self.group.is_main().then(|| eval::most_frequent_caption(ds, &cfg.data.train_split));
+        if let Some(caption) = blind.flatten() {
             let set = rsicd_data::EvalSet::new(
                 ds,
                 &rsicd_data::Split::parse(&split),
@@ -205,34 +221,49 @@ impl<'a> Session<'a> {
     }
 
     /// One optimizer step over `grad_accum` micro-batches: forward and backward, then the guards, then the update.
-    /// Randomness (LoRA dropout) derives from (seed, step), so a resumed run draws exactly what a straight run draws.
+    /// Randomness (LoRA dropout) derives from (seed, step, rank), so a resumed run draws exactly what a straight run
+    /// draws. With several ranks each trains on its slice of every global micro-batch, its loss weighted by its
+    /// share, and the gradients are summed before anything looks at them (`parallel.rs`).
     pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
         let (cfg, step, t0) = (self.cfg, self.state.step, Instant::now());
-        let seed = (cfg.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64);
+        let seed = parallel::step_seed(cfg.seed, step, self.group.rank());
         tch::manual_seed(seed);
-        let (mut loss_sum, mut tokens, mut valid_tokens) = (0.0, 0i64, 0i64);
+        let (mut loss, mut tokens, mut valid_tokens, mut failed) = (0.0, 0i64, 0i64, None);
         for micro in 0..cfg.train.grad_accum {
-            let b = self.next_batch()?;
+            let b = match self.next_batch() {
+                Ok(b) => b,
+                Err(e) => {
+                    failed = Some(e);
+                    break; // the other ranks still meet this step's collectives, and learn of it there
+                }
+            };
             valid_tokens += i64::try_from(b.batch.segments.ne(0).sum(Kind::Int64)).unwrap_or(0);
+            let share = b.counts.share_of(b.global, cfg.train.loss);
             let opts = StepOptions {
                 checkpointing: cfg.model.gradient_checkpointing,
                 vision_trainable: self.built.vision_trainable,
                 reduction: cfg.train.loss,
-                loss_scale: self.scaler.scale / cfg.train.grad_accum as f64,
+                loss_scale: self.scaler.scale * share / cfg.train.grad_accum as f64,
                 seed: seed.wrapping_mul(31).wrapping_add(micro as i64),
             };
-            let (l, n) = forward_backward(
+            let (l, _) = forward_backward(
                 &self.built.model,
                 &b.batch,
                 &b.pixels,
                 self.soft.as_ref(),
                 &opts,
             )?;
-            loss_sum += l;
-            tokens += n;
+            loss += l * share;
+            tokens += b.global.tokens;
         }
-        let loss = loss_sum / cfg.train.grad_accum as f64;
+        let local = [loss, valid_tokens as f64, f64::from(u8::from(failed.is_some()))];
+        let [loss, valid_tokens, failures] = parallel::sum_values(&self.group, local)?;
+        if failures > 0.0 {
+            return Err(self.data_error(failed)?);
+        }
         let trainables = &self.built.trainables;
+        parallel::sum_gradients(&self.group, trainables)?;
+        let loss = loss / cfg.train.grad_accum as f64;
         self.scaler.unscale(trainables);
         if let Some(what) = guard::non_finite(loss, trainables) {
             self.scaler.update(false);
@@ -245,25 +276,31 @@ impl<'a> Session<'a> {
         let lr = self.schedule.lr(step);
         self.optimizer.step(lr);
         self.scaler.update(true);
-        let tokens_per_s = valid_tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let tokens_per_s = valid_tokens / t0.elapsed().as_secs_f64().max(1e-9);
         self.first_loss.get_or_insert(loss);
         self.last_loss = Some(loss);
         self.log_step(loss, lr, grad_norm, tokens, tokens_per_s)?;
         Ok(StepOutcome::Applied)
     }
 
-    /// The next micro-batch. An unreadable image after training started: nothing of this step was applied, so the
-    /// completed steps are checkpointed, the run is marked failed, and the error names the file.
+    /// This rank's part of the next global micro-batch.
     fn next_batch(&mut self) -> Result<data::TrainBatch, TrainError> {
-        let (n, b) = (self.cfg.train.batch_size, &self.built);
-        match self.td.next_batch(n, &b.tokenizer, &b.layout, b.device) {
-            Ok(batch) => Ok(batch),
-            Err(e) => {
-                self.optimizer.zero_grad();
-                self.bar.abandon();
-                Err(self.stop_on_data_error(e)?)
-            }
-        }
+        let (n, b, shard) = (self.cfg.train.batch_size, &self.built, Shard::of(&self.group));
+        self.td.next_batch(n, shard, &b.tokenizer, &b.layout, b.device)
+    }
+
+    /// An unreadable image after training started (on this rank: `mine`, or on another): nothing of this step was
+    /// applied, so the completed steps are checkpointed, the run is marked failed, and the error names the file.
+    fn data_error(&mut self, mine: Option<TrainError>) -> Result<TrainError, TrainError> {
+        self.optimizer.zero_grad();
+        self.bar.abandon();
+        let error = mine.unwrap_or_else(|| {
+            TrainError::Stopped(
+                "another rank could not load its part of the batch (its error names the file)"
+                    .into(),
+            )
+        });
+        self.stop_on_data_error(error)
     }
 
     fn log_step(
@@ -332,7 +369,7 @@ impl<'a> Session<'a> {
             self.evaluate(step, val, cfg.eval.val_subset)?;
             self.last_val_step = Some(step);
         }
-        let stop = interrupt::requested();
+        let stop = parallel::agreed_signal(&self.group)?;
         let due = cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0;
         if due || stop.is_some() || step == cfg.train.steps {
             self.save_checkpoint()?;
@@ -341,15 +378,19 @@ impl<'a> Session<'a> {
         stop.map_or(Ok(()), |signal| Err(self.interrupted(signal)?))
     }
 
-    /// A signal asked to stop: `run.json` says so, and the error carries the exit code (128 + signal).
+    /// A signal asked to stop (any rank's): `run.json` says so, and the error carries the exit code (128 + signal).
     pub fn stop_if_signalled(&self) -> Result<(), TrainError> {
-        match interrupt::requested() {
+        match parallel::agreed_signal(&self.group)? {
             Some(signal) => Err(self.interrupted(signal)?),
             None => Ok(()),
         }
     }
 
+    /// Rank 0 writes the checkpoint (every rank holds the same trainables and optimizer state).
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
+        if !self.run.is_writer() {
+            return Ok(checkpoint::dir_for(&self.run.checkpoints(), self.state.step));
+        }
         let opt_state = self.optimizer.state();
         let keep = self.cfg.train.keep_checkpoints;
         checkpoint::save(
@@ -411,11 +452,13 @@ impl<'a> Session<'a> {
             ("final_metrics", metric_json(&final_metrics)),
             ("wall_time_s", json!(self.started.elapsed().as_secs_f64())),
         ])?;
-        if let Some(lc) = &self.built.lora {
+        let main = self.run.is_writer();
+        if let Some(lc) = self.built.lora.as_ref().filter(|_| main) {
             crate::peft::save_adapter(&self.run.path.join("adapter"), &self.built, lc, cfg)?;
         }
         Ok(crate::TrainSummary {
-            report: crate::report_hook(&self.run.path),
+            rank: self.group.rank(),
+            report: main.then(|| crate::report_hook(&self.run.path)).flatten(),
             run_dir: self.run.path.clone(),
             steps: self.state.step,
             first_loss: self.first_loss,
@@ -452,13 +495,14 @@ fn memory_plan(
     cfg: &ExperimentConfig,
     built: &Built,
     td: &mut TrainData,
+    group: &distributed::ProcessGroup,
 ) -> Result<(memory::Plan, i64), TrainError> {
     let base: Vec<(String, Tensor)> = built.base_vs.variables().into_iter().collect();
     let adapters: i64 = built.adapter_vs.variables().values().map(|t| t.numel() as i64).sum();
     let total_params = base.iter().map(|(_, t)| t.numel() as i64).sum::<i64>() + adapters;
     let saved = td.sampler.cursor();
-    let probe =
-        td.next_batch(cfg.train.batch_size, &built.tokenizer, &built.layout, built.device)?;
+    let (n, shard) = (cfg.train.batch_size, Shard::of(group));
+    let probe = td.next_batch(n, shard, &built.tokenizer, &built.layout, built.device)?;
     td.sampler.resume(saved);
     let (base_params, base_bytes, trainable_params, extra_params) =
         memory::sizes_from_tensors(&base, &built.trainables);
@@ -475,6 +519,7 @@ fn memory_plan(
         checkpointing: cfg.model.gradient_checkpointing,
         vision_trainable: built.vision_trainable,
         optimizer_slots: optimizer_slots(cfg),
+        ranks: group.world_size(),
     });
     Ok((plan, total_params))
 }
@@ -513,6 +558,9 @@ fn log_eval(
     let rel = format!("predictions/step-{step:06}-{split}.json");
     let preds: Vec<serde_json::Value> =
         out.predictions.iter().map(|(id, c)| json!({"image_id": id, "caption": c})).collect();
+    if !run.is_writer() {
+        return Ok(());
+    }
     std::fs::create_dir_all(run.path.join("predictions"))
         .map_err(|e| TrainError::Io(e.to_string()))?;
     run.write_json(&rel, &json!(preds))?;
@@ -548,17 +596,60 @@ fn check_images(ds: &rsicd_data::Dataset, cfg: &ExperimentConfig) -> Result<(), 
     Err(TrainError::Stopped(msg))
 }
 
-/// Under a launcher's environment contract (`WORLD_SIZE` > 1: torchrun, srun) every rank would train the whole run
-/// on its own and write into the same runs directory. Until the data-parallel step exists (docs/distributed.md),
-/// such a start is refused before anything is written.
-fn single_process() -> Result<(), TrainError> {
-    let env = distributed::RankEnv::from_env().map_err(|e| TrainError::Config(e.to_string()))?;
-    if env.world_size > 1 {
-        return Err(TrainError::Config(format!(
-            "WORLD_SIZE={} (rank {}): data-parallel training is not implemented yet (docs/distributed.md); start \
-             one process (without torchrun, or with --nproc-per-node 1)",
-            env.world_size, env.rank
-        )));
+/// The run directory: rank 0 checks the images and opens it (resumed, new, or temporary for a dry run); the other
+/// ranks learn its path, or rank 0's error, from rank 0, and only read there.
+fn open_run(
+    cfg: &ExperimentConfig,
+    opts: &TrainOptions,
+    ds: &rsicd_data::Dataset,
+    group: &distributed::ProcessGroup,
+) -> Result<RunDir, TrainError> {
+    use std::os::unix::ffi::OsStrExt;
+    let opened = group.is_main().then(|| {
+        if !opts.skip_image_check && !opts.dry_run {
+            check_images(ds, cfg)?;
+        }
+        match (&opts.resume, opts.dry_run) {
+            (Some(dir), _) => RunDir::open(dir),
+            (None, true) => RunDir::open_temporary("pg-dry-run"),
+            (None, false) => RunDir::create(&opts.runs_dir, &cfg.name),
+        }
+    });
+    let said = match &opened {
+        Some(Ok(run)) => [b"+", run.path.as_os_str().as_bytes()].concat(),
+        Some(Err(e)) => format!("-{e}").into_bytes(),
+        None => vec![],
+    };
+    let heard = parallel::from_rank0(group, &said)?;
+    match (opened, heard.split_first()) {
+        (Some(run), _) => run,
+        (None, Some((b'+', path))) => {
+            Ok(RunDir::reader(std::ffi::OsStr::from_bytes(path).as_ref()))
+        }
+        (None, _) => Err(TrainError::Stopped(format!(
+            "rank 0 stopped before training: {}",
+            String::from_utf8_lossy(heard.get(1..).unwrap_or_default())
+        ))),
     }
-    Ok(())
+}
+
+/// The model. Files the build writes for the run (a scratch tokenizer) go to the run directory from rank 0; the
+/// other ranks of a new run build theirs (the same, from the same captions) in a private directory that goes after.
+fn build_model(
+    cfg: &ExperimentConfig,
+    opts: &TrainOptions,
+    texts: &[&str],
+    run: &RunDir,
+    group: &distributed::ProcessGroup,
+) -> Result<Built, TrainError> {
+    if run.is_writer() || opts.resume.is_some() {
+        return strategy::build(cfg, texts, &run.path);
+    }
+    let private =
+        std::env::temp_dir().join(format!("pg-rank{}-{}", group.rank(), std::process::id()));
+    std::fs::create_dir_all(&private)
+        .map_err(|e| TrainError::Io(format!("{}: {e}", private.display())))?;
+    let built = strategy::build(cfg, texts, &private);
+    let _ = std::fs::remove_dir_all(&private);
+    built
 }

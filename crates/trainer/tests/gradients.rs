@@ -16,7 +16,9 @@ fn grads(cfg: &trainer::ExperimentConfig, checkpointing: bool) -> Vec<(String, T
     let pre = trainer::data::preprocessor(cfg, built.model.config.vision_config.image_size);
     let prompt = Prompt::new(&built.tokenizer, &cfg.data.prefix).unwrap();
     let mut td = TrainData::new(ds, cfg, pre, prompt).unwrap();
-    let b = td.next_batch(4, &built.tokenizer, &built.layout, built.device).unwrap();
+    let b = td
+        .next_batch(4, trainer::parallel::Shard::ALL, &built.tokenizer, &built.layout, built.device)
+        .unwrap();
     let soft = built.soft.as_ref().map(|s| s.vectors.shallow_clone());
     let opts = StepOptions {
         checkpointing,

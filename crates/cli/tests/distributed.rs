@@ -1,0 +1,312 @@
+//! Data-parallel training on CPU (Gloo, loopback, two ranks started here under torchrun's environment contract):
+//! two ranks with batch 2 learn what one process with batch 4 learns (per-step losses and final trainables, for
+//! LoRA, attention-only and a soft prompt, token- and example-mean losses); the sharded evaluation equals one
+//! process's; a killed rank stops the other with an error; a stop signal to one rank stops both at the same step
+//! with a checkpoint; a two-rank run killed with SIGKILL and resumed ends bit-identical to a straight two-rank run;
+//! a resume with another number of ranks is refused (docs/distributed.md).
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../../trainer/tests/common/temp_dirs.rs"]
+mod temp_dirs;
+use temp_dirs::temp_dir;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn synth() -> PathBuf {
+    static DATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = temp_dir("pg-ddp-synth");
+        rsicd_data::synth::generate(&dir, 40, 0, 32).unwrap();
+        dir.join("dataset_synth.json")
+    })
+    .clone()
+}
+
+/// Skips (with a note) where this build has no Gloo; CI sets PALIGEMMA_REQUIRE_GLOO and then fails instead.
+fn gloo() -> bool {
+    if distributed::HAS_GLOO {
+        return true;
+    }
+    assert!(std::env::var_os("PALIGEMMA_REQUIRE_GLOO").is_none(), "built without Gloo's headers");
+    eprintln!("skipped: this build has no Gloo (apt install libgloo-dev)");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `pgrs train <args>` as every rank of a `world`-rank run (one plain process for world 1). One thread per
+/// process, so one process and two ranks sum in the same order inside each kernel.
+fn launch(world: usize, args: &[String]) -> Vec<Child> {
+    let port = free_port().to_string();
+    (0..world)
+        .map(|rank| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+            cmd.current_dir(root()).arg("train").args(args).env("OMP_NUM_THREADS", "1");
+            for var in ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"] {
+                cmd.env_remove(var);
+            }
+            if world > 1 {
+                cmd.env("RANK", rank.to_string())
+                    .env("LOCAL_RANK", rank.to_string())
+                    .env("WORLD_SIZE", world.to_string())
+                    .env("MASTER_ADDR", "127.0.0.1")
+                    .env("MASTER_PORT", &port);
+            }
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect()
+}
+
+/// Every rank's output, waiting at most three minutes (then the ranks are killed and the test fails).
+fn finish(children: Vec<Child>) -> Vec<Output> {
+    let start = Instant::now();
+    let mut children = children;
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        if start.elapsed() > Duration::from_secs(180) {
+            children.iter_mut().for_each(|c| drop(c.kill()));
+            panic!("the ranks did not finish within three minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+fn assert_ok(outs: &[Output]) {
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// The arguments of a tiny run of `experiment` (experiments/tiny) into `runs`.
+fn args(experiment: &str, runs: &Path, batch: usize, sets: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> =
+        ["--config", &format!("experiments/tiny/{experiment}.toml"), "--quiet"]
+            .map(String::from)
+            .to_vec();
+    a.extend(["--runs-dir".into(), runs.display().to_string()]);
+    let common = [
+        format!("data.path=\"{}\"", synth().display()),
+        format!("train.batch_size={batch}"),
+        "train.steps=4".into(),
+        "train.checkpoint_every=4".into(),
+        "train.eval_every=0".into(),
+        "eval.before=true".into(),
+        "eval.batch_size=2".into(),
+        "eval.test_subset=5".into(),
+        "eval.max_new_tokens=4".into(),
+    ];
+    for s in common.iter().map(String::as_str).chain(sets.iter().copied()) {
+        a.extend(["--set".into(), s.to_string()]);
+    }
+    a
+}
+
+fn run_dir(runs: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "one run directory in {}: {dirs:?}", runs.display());
+    dirs.pop().unwrap()
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect()
+}
+
+fn trainables(run: &Path, step: usize) -> Vec<(String, tch::Tensor)> {
+    let file = run.join(format!("checkpoints/step-{step:06}/trainable.safetensors"));
+    let mut t = tch::Tensor::read_safetensors(&file).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+/// The largest difference, relative to the tensor's largest value.
+fn max_relative(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    let diff = f64::try_from((a - b).abs().max()).unwrap();
+    diff / f64::try_from(a.abs().max()).unwrap().max(1e-12)
+}
+
+/// Trains `experiment` as one process with batch 4 and as two ranks with batch 2 each; both must agree.
+fn two_ranks_equal_one_process(experiment: &str, sets: &[&str]) {
+    let (one, two) = (
+        temp_dir(&format!("pg-ddp-one-{experiment}")),
+        temp_dir(&format!("pg-ddp-two-{experiment}")),
+    );
+    assert_ok(&finish(launch(1, &args(experiment, &one, 4, sets))));
+    let outs = finish(launch(2, &args(experiment, &two, 2, sets)));
+    assert_ok(&outs);
+    let (one, two) = (run_dir(&one), run_dir(&two));
+    let (a, b) = (losses(&one), losses(&two));
+    assert_eq!(a.len(), 4, "{experiment}: one loss per step");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-6 * x.abs(), "{experiment}: losses {a:?} vs {b:?}");
+    }
+    let (ta, tb) = (trainables(&one, 4), trainables(&two, 4));
+    assert_eq!(ta.len(), tb.len());
+    for ((name, x), (name_b, y)) in ta.iter().zip(&tb) {
+        assert_eq!(name, name_b);
+        let rel = max_relative(x, y);
+        assert!(rel <= 1e-6, "{experiment}: `{name}` differs by {rel:e} (relative)");
+    }
+    // The evaluation before training (same weights on both sides) is sharded over the ranks batch by batch and
+    // gathered: exactly the captions one process writes, in the same order.
+    let preds = |run: &Path| std::fs::read(run.join("predictions/step-000000-test.json")).unwrap();
+    assert_eq!(preds(&one), preds(&two), "{experiment}: sharded evaluation");
+    // Only rank 0 writes, reports and prints the summary.
+    assert!(two.join("report.html").exists());
+    assert!(String::from_utf8_lossy(&outs[0].stdout).contains("run:"));
+    assert!(
+        outs[1].stdout.is_empty(),
+        "rank 1 printed: {}",
+        String::from_utf8_lossy(&outs[1].stdout)
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("run.json")).unwrap()).unwrap();
+    assert_eq!((run["world_size"].as_u64(), run["global_batch"].as_u64()), (Some(2), Some(4)));
+}
+
+/// SGD with momentum: AdamW's first updates are about lr * sign(gradient), so a gradient element within round-off
+/// of zero (LoRA A while B is still near zero) may step either way; the summed gradients themselves agree to
+/// round-off, which is what these compare (docs/distributed.md, "What is exact").
+const SGD: [&str; 2] = ["optim.name=\"sgd\"", "optim.momentum=0.9"];
+
+#[test]
+fn lora_on_two_ranks_equals_one_process() {
+    if gloo() {
+        two_ranks_equal_one_process("lora", &["lora.dropout=0.0", SGD[0], SGD[1]]);
+    }
+}
+
+#[test]
+fn attention_only_on_two_ranks_equals_one_process_with_example_mean_loss() {
+    if gloo() {
+        two_ranks_equal_one_process("hard_prompt_google", &["train.loss=\"example_mean\""]);
+    }
+}
+
+#[test]
+fn soft_prompt_on_two_ranks_equals_one_process() {
+    if gloo() {
+        two_ranks_equal_one_process("soft_prompt", &SGD);
+    }
+}
+
+/// A long two-rank run, waited for until rank 0 logged a training step.
+fn long_run(runs: &Path, extra: &[&str]) -> (Vec<Child>, PathBuf) {
+    let mut a = args("lora", runs, 2, &["train.steps=100000", "eval.before=false"]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let mut ranks = launch(2, &a);
+    let start = Instant::now();
+    loop {
+        let run =
+            std::fs::read_dir(runs).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path());
+        let log = run
+            .as_ref()
+            .map(|r| std::fs::read_to_string(r.join("metrics.jsonl")).unwrap_or_default());
+        if log.is_some_and(|l| l.contains("\"kind\":\"train\"")) {
+            return (ranks, run.unwrap());
+        }
+        if start.elapsed() > Duration::from_secs(120)
+            || ranks.iter_mut().any(|c| c.try_wait().unwrap().is_some())
+        {
+            ranks.iter_mut().for_each(|c| drop(c.kill()));
+            panic!("no training step logged: {:?}", finish(ranks));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn kill(child: &Child, sig: i32) {
+    // SAFETY: kill(2) has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn a_killed_rank_stops_the_other_with_an_error() {
+    if !gloo() {
+        return;
+    }
+    let runs = temp_dir("pg-ddp-killed");
+    let (ranks, _) = long_run(&runs, &["--dist-timeout", "60"]);
+    kill(&ranks[1], libc::SIGKILL);
+    let killed = Instant::now();
+    let outs = finish(ranks);
+    let waited = killed.elapsed();
+    let err = String::from_utf8_lossy(&outs[0].stderr);
+    assert!(!outs[0].status.success(), "rank 0 went on: {err}");
+    assert!(err.contains("data-parallel training stopped") && err.contains("rank 0 of 2"), "{err}");
+    assert!(waited < Duration::from_secs(60), "rank 0 took {waited:?} to stop");
+}
+
+#[test]
+fn sigterm_to_one_rank_stops_both_at_one_step_with_a_checkpoint() {
+    if !gloo() {
+        return;
+    }
+    let runs = temp_dir("pg-ddp-sigterm");
+    let (ranks, run) = long_run(&runs, &[]);
+    kill(&ranks[1], libc::SIGTERM);
+    let outs = finish(ranks);
+    for (rank, o) in outs.iter().enumerate() {
+        assert_eq!(
+            o.status.code(),
+            Some(143),
+            "rank {rank}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "interrupted");
+    let step = json["interrupted"]["step"].as_u64().unwrap() as usize;
+    assert!(run.join(format!("checkpoints/step-{step:06}/state.json")).exists());
+}
+
+#[test]
+fn sigkill_then_resume_on_two_ranks_equals_a_straight_two_rank_run() {
+    if !gloo() {
+        return;
+    }
+    let sets = ["train.steps=60", "eval.before=false", "train.keep_checkpoints=20"];
+    let straight = temp_dir("pg-ddp-straight");
+    assert_ok(&finish(launch(2, &args("lora", &straight, 2, &sets))));
+    let straight = run_dir(&straight);
+
+    let runs = temp_dir("pg-ddp-resumed");
+    let ranks = launch(2, &args("lora", &runs, 2, &sets));
+    let start = Instant::now();
+    let run = loop {
+        let run =
+            std::fs::read_dir(&runs).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path());
+        if let Some(run) = run.filter(|r| r.join("checkpoints/step-000004").exists()) {
+            break run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    ranks.iter().for_each(|c| kill(c, libc::SIGKILL));
+    finish(ranks);
+    assert!(!run.join("checkpoints/step-000060").exists(), "killed after the run ended: no test");
+
+    let refused =
+        finish(launch(1, &["--quiet".into(), "--resume".into(), run.display().to_string()]));
+    let err = String::from_utf8_lossy(&refused[0].stderr);
+    assert!(!refused[0].status.success() && err.contains("2 rank(s), and this one has 1"), "{err}");
+
+    let resume = ["--quiet".into(), "--resume".into(), run.display().to_string()];
+    assert_ok(&finish(launch(2, &resume)));
+    for file in ["trainable.safetensors", "optimizer.safetensors"] {
+        let read = |r: &Path| std::fs::read(r.join("checkpoints/step-000060").join(file)).unwrap();
+        assert!(read(&straight) == read(&run), "{file} differs from the straight run's");
+    }
+}
