@@ -310,3 +310,82 @@ fn sigkill_then_resume_on_two_ranks_equals_a_straight_two_rank_run() {
         assert!(read(&straight) == read(&run), "{file} differs from the straight run's");
     }
 }
+
+/// The Python of the venv `cargo xtask setup` installed torch into (`.libtorch` points at its torch package), which
+/// runs torchrun as `python -m torch.distributed.run`.
+fn setup_python() -> Option<PathBuf> {
+    let torch = std::fs::canonicalize(root().join(".libtorch")).ok()?;
+    let venv = torch.ancestors().nth(4)?;
+    Some(venv.join("bin/python")).filter(|p| p.exists())
+}
+
+/// torchrun itself (`--no-python`, the c10d rendezvous multi-node jobs use) starts ranks that train exactly what the
+/// ranks started here train.
+#[test]
+fn torchrun_launches_the_same_run() {
+    let Some(python) = setup_python().filter(|_| gloo()) else {
+        eprintln!("skipped: no torch venv from cargo xtask setup");
+        return;
+    };
+    let sets = ["lora.dropout=0.0", "eval.before=false"];
+    let (ours, theirs) = (temp_dir("pg-ddp-ours"), temp_dir("pg-ddp-torchrun"));
+    assert_ok(&finish(launch(2, &args("lora", &ours, 2, &sets))));
+    let torchrun = Command::new(python)
+        .current_dir(root())
+        .args([
+            "-m",
+            "torch.distributed.run",
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+            "--nnodes",
+            "1",
+        ])
+        .args(["--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0"])
+        .arg(env!("CARGO_BIN_EXE_pgrs"))
+        .arg("train")
+        .args(args("lora", &theirs, 2, &sets))
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_ok(&finish(vec![torchrun]));
+    let (ours, theirs) = (run_dir(&ours), run_dir(&theirs));
+    assert_eq!(losses(&ours), losses(&theirs));
+    let read =
+        |r: &Path| std::fs::read(r.join("checkpoints/step-000004/trainable.safetensors")).unwrap();
+    assert!(read(&ours) == read(&theirs), "torchrun's ranks trained something else");
+}
+
+/// Images that become unreadable mid-run stop both ranks at the same step: rank 0 checkpoints the completed steps and
+/// marks the run failed, and the error names the file.
+#[test]
+fn an_unreadable_image_mid_run_stops_both_ranks_after_a_checkpoint() {
+    if !gloo() {
+        return;
+    }
+    let dir = temp_dir("pg-ddp-badimg");
+    rsicd_data::synth::generate(&dir.join("data"), 40, 1, 32).unwrap();
+    let data = format!("data.path=\"{}\"", dir.join("data/dataset_synth.json").display());
+    let runs = dir.join("runs");
+    let (ranks, run) = long_run(&runs, &["--set", &data, "--set", "train.checkpoint_every=1000"]);
+    for img in std::fs::read_dir(dir.join("data/images")).unwrap() {
+        std::fs::write(img.unwrap().path(), b"not an image any more").unwrap();
+    }
+    let outs = finish(ranks);
+    let errs: Vec<String> =
+        outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect();
+    for (o, err) in outs.iter().zip(&errs) {
+        assert_eq!(o.status.code(), Some(1), "{err}");
+    }
+    assert!(errs.iter().any(|e| e.contains("images/") && e.contains("--resume")), "{errs:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "failed");
+    assert_eq!(
+        std::fs::read_dir(run.join("checkpoints")).unwrap().count(),
+        1,
+        "completed steps checkpointed"
+    );
+}
