@@ -173,6 +173,10 @@ fn two_ranks_equal_one_process(experiment: &str, sets: &[&str]) {
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(two.join("run.json")).unwrap()).unwrap();
     assert_eq!((run["world_size"].as_u64(), run["global_batch"].as_u64()), (Some(2), Some(4)));
+    let single: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["final_checkpoint"]["step"], single["final_checkpoint"]["step"]);
+    assert_eq!(run["best_checkpoint"]["step"], single["best_checkpoint"]["step"]);
 }
 
 /// SGD with momentum: AdamW's first updates are about lr * sign(gradient), so a gradient element within round-off
@@ -183,7 +187,12 @@ const SGD: [&str; 2] = ["optim.name=\"sgd\"", "optim.momentum=0.9"];
 #[test]
 fn lora_on_two_ranks_equals_one_process() {
     if gloo() {
-        two_ranks_equal_one_process("lora", &["lora.dropout=0.0", SGD[0], SGD[1]]);
+        // with a best checkpoint chosen on validations (rank 0 judges, both ranks follow)
+        let select = ["train.eval_every=2", "train.select_best=\"Bleu_1\""];
+        two_ranks_equal_one_process(
+            "lora",
+            &["lora.dropout=0.0", SGD[0], SGD[1], select[0], select[1]],
+        );
     }
 }
 

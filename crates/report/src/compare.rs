@@ -85,7 +85,12 @@ impl Comparison {
                     run.info.strategy.clone().unwrap_or_else(|| "unknown".into()),
                     eval.map_or_else(
                         || "none yet".into(),
-                        |e| format!("{} @ step {}", e.split, e.step),
+                        |e| match run.info.final_checkpoint.as_ref().and_then(|f| f.step) {
+                            Some(w) if w != e.step => {
+                                format!("{} @ step {} (weights of step {w})", e.split, e.step)
+                            }
+                            _ => format!("{} @ step {}", e.split, e.step),
+                        },
                     ),
                 ];
                 row.extend(

@@ -164,6 +164,12 @@ fn body(
     if let Some(l) = run.log.train.iter().rev().find_map(|r| r.loss) {
         items.push(("Last training loss", format::significant(l, 4)));
     }
+    if let Some(w) = run.info.evaluated_weights() {
+        items.push(("Evaluated weights", w));
+    }
+    if let Some(e) = run.info.early_stop() {
+        items.push(("Early stopping", e));
+    }
     items.push(("Started", or_unknown(&run.info.started)));
     if let Some(f) = &run.info.finished {
         items.push(("Finished", f.clone()));

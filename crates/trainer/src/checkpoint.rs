@@ -30,6 +30,14 @@ pub struct RunState {
     /// and so what is learned, depends on it). Checkpoints written before it was recorded come from one process.
     #[serde(default = "one_rank")]
     pub world_size: usize,
+    /// The best validation so far (`train.select_best`), validations since it improved, and whether early stopping
+    /// ended training (a resume then goes straight to the final evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<crate::selection::Best>,
+    #[serde(default)]
+    pub evals_since_best: usize,
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 fn one_rank() -> usize {
@@ -97,6 +105,28 @@ pub fn save(
     }
     prune(root, keep, state.step);
     Ok(final_dir)
+}
+
+/// `checkpoints/best/`: the files of the step checkpoint `from`, hard-linked (checkpoint files are written once and
+/// never changed, so a link is a copy that costs nothing) or copied, then swapped in whole. It is not a `step-`
+/// directory, so pruning and resuming never touch it.
+pub fn save_best(root: &Path, from: &Path) -> Result<PathBuf, TrainError> {
+    let (best, pid) = (root.join("best"), std::process::id());
+    let (tmp, old) = (root.join(format!(".tmp-best-{pid}")), root.join(format!(".old-best-{pid}")));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    for f in FILES.iter().chain(&["manifest.json"]) {
+        let (src, dst) = (from.join(f), tmp.join(f));
+        std::fs::hard_link(&src, &dst)
+            .or_else(|_| std::fs::copy(&src, &dst).map(drop))
+            .map_err(io(&src))?;
+    }
+    if best.exists() {
+        std::fs::rename(&best, &old).map_err(io(&best))?;
+    }
+    std::fs::rename(&tmp, &best).map_err(io(&best))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(best)
 }
 
 /// Step directories, newest first.
@@ -233,6 +263,7 @@ mod tests {
             base_hash: "b".into(),
             config: None,
             world_size: 1,
+            ..Default::default()
         }
     }
 

@@ -1,6 +1,7 @@
 //! The experiment file (TOML): one per strategy, every key overridable with `--set key=value`. Unknown keys and
 //! wrong types are errors naming the key; strategy-specific sections are checked against the strategy.
 use crate::device::DeviceSpec;
+use crate::selection::{EarlyStopping, FinalWeights};
 use crate::TrainError;
 use metrics::MeteorMode;
 use paligemma::{LossReduction, SoftPromptPlacement};
@@ -276,6 +277,22 @@ pub struct TrainConfig {
     pub nan_patience: usize,
     #[serde(default)]
     pub loss: LossReduction,
+    /// Keep `checkpoints/best/` by this validation metric ("CIDEr", …); the final evaluation then uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_best: Option<String>,
+    /// Stop when `select_best` has not improved for `patience` validations (by more than `min_delta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Weights of the final evaluation and the saved adapter: "best" (the default with select_best) or "last".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_weights: Option<FinalWeights>,
+}
+
+impl TrainConfig {
+    /// Whether the final evaluation uses the best validation's weights.
+    pub fn final_uses_best(&self) -> bool {
+        self.select_best.is_some() && self.final_weights != Some(FinalWeights::Last)
+    }
 }
 
 fn d_steps() -> usize {
@@ -518,7 +535,14 @@ impl ExperimentConfig {
         if !problems.is_empty() {
             return bad(problems.join("; "));
         }
-        Ok(())
+        let t = &self.train;
+        crate::selection::validate(
+            t.select_best.as_deref(),
+            t.early_stopping.as_ref(),
+            t.final_weights,
+            t.eval_every,
+            self.eval.meteor == metrics::MeteorMode::Skip,
+        )
     }
 
     /// Every numeric knob outside its range, as `key = value: expected …` (non-finite floats are never accepted).

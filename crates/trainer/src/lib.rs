@@ -22,6 +22,7 @@ pub mod resume;
 pub mod run;
 pub mod schedule;
 pub mod scratch;
+pub mod selection;
 pub mod session;
 pub mod setting;
 pub mod step;

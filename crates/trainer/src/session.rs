@@ -12,6 +12,7 @@ use crate::optim::Optimizer;
 use crate::parallel::{self, Shard};
 use crate::run::{self, RunDir};
 use crate::schedule::Schedule;
+use crate::selection;
 use crate::setting::Setting;
 use crate::step::{forward_backward, StepOptions};
 use crate::strategy::{self, Built};
@@ -45,6 +46,8 @@ pub struct Session<'a> {
     pub first_loss: Option<f64>,
     pub last_loss: Option<f64>,
     last_val_step: Option<usize>,
+    /// The step last checkpointed by this process (a new best and the periodic checkpoint may fall on one step).
+    saved_step: std::cell::Cell<Option<usize>>,
     pub baseline_metrics: Option<Vec<(String, f64)>>,
     pub before_metrics: Option<Vec<(String, f64)>>,
 }
@@ -103,10 +106,26 @@ impl<'a> Session<'a> {
             first_loss: None,
             last_loss: None,
             last_val_step: None,
+            saved_step: Default::default(),
             baseline_metrics: None,
             before_metrics: None,
             built,
         })
+    }
+
+    /// The weights of the final evaluation and the saved adapter: the best validation's (rank 0 loads
+    /// `checkpoints/best/` and broadcasts them) unless `train.final_weights = "last"` or no selection was asked.
+    fn final_weights(&mut self) -> Result<Option<selection::Best>, TrainError> {
+        let best = self.state.best.clone().filter(|_| self.cfg.train.final_uses_best());
+        if best.as_ref().is_some_and(|b| b.step != self.state.step) {
+            if self.run.is_writer() {
+                let dir = self.run.checkpoints().join("best");
+                checkpoint::verify(&dir)?;
+                checkpoint::load(&dir, &self.built.trainables)?;
+            }
+            parallel::broadcast_trainables(&self.group, &self.built.trainables)?;
+        }
+        Ok(best)
     }
 
     /// A dry run ends after the trainable table and the memory plan; its temporary run directory goes.
@@ -366,12 +385,13 @@ impl<'a> Session<'a> {
         let due =
             cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0 && step < cfg.train.steps;
         if due && self.has_split(val) {
-            self.evaluate(step, val, cfg.eval.val_subset)?;
+            let out = self.evaluate(step, val, cfg.eval.val_subset)?;
             self.last_val_step = Some(step);
+            self.select(step, &out)?;
         }
         let stop = parallel::agreed_signal(&self.group)?;
         let due = cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0;
-        if due || stop.is_some() || step == cfg.train.steps {
+        if due || stop.is_some() || step == cfg.train.steps || self.state.stopped_early {
             self.save_checkpoint()?;
         }
         // The signal read above, not a fresh read: one arriving after the checkpoint decision waits a step.
@@ -386,11 +406,51 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Rank 0 writes the checkpoint (every rank holds the same trainables and optimizer state).
-    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
-        if !self.run.is_writer() {
-            return Ok(checkpoint::dir_for(&self.run.checkpoints(), self.state.step));
+    /// Best-checkpoint selection and early stopping after a validation at `step` (`selection.rs`). Rank 0 judges
+    /// (it alone scores) and every rank follows its verdict; a new best is checkpointed and kept as `best/`.
+    fn select(&mut self, step: usize, out: &EvalOutput) -> Result<(), TrainError> {
+        let Some(metric) = self.cfg.train.select_best.clone() else { return Ok(()) };
+        let value = selection::value_of(&metric, &out.metrics).filter(|_| self.group.is_main());
+        let (best, since, early) =
+            (self.state.best.as_ref(), self.state.evals_since_best, self.cfg.train.early_stopping);
+        let verdict =
+            value.map(|v| selection::judge(best, since, &metric, v, step, early.as_ref()));
+        let said = serde_json::to_vec(&verdict).expect("json");
+        let heard = parallel::from_rank0(&self.group, &said)?;
+        let verdict: Option<selection::Verdict> = serde_json::from_slice(&heard)
+            .map_err(|e| TrainError::Stopped(format!("rank 0's verdict unreadable: {e}")))?;
+        let Some(v) = verdict else { return Ok(()) };
+        (self.state.evals_since_best, self.state.stopped_early) = (v.evals_since_best, v.stop);
+        if let Some(best) = v.best {
+            self.state.best = Some(best.clone());
+            let dir = self.save_checkpoint()?;
+            if self.run.is_writer() {
+                checkpoint::save_best(&self.run.checkpoints(), &dir)?;
+            }
+            self.run.update_run(&[("best_checkpoint", json!(best))])?;
         }
+        if v.stop {
+            let patience = early.map_or(0, |e| e.patience);
+            self.run.update_run(&[(
+                "early_stopping",
+                json!({"stopped_at": step, "patience": patience, "metric": metric}),
+            )])?;
+            if self.group.is_main() {
+                self.bar.suspend(|| {
+                    eprintln!("early stopping at step {step}: no {metric} improvement in {patience} validations")
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank 0 writes the checkpoint (every rank holds the same trainables and optimizer state), once per step.
+    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
+        let step = self.state.step;
+        if !self.run.is_writer() || self.saved_step.get() == Some(step) {
+            return Ok(checkpoint::dir_for(&self.run.checkpoints(), step));
+        }
+        self.saved_step.set(Some(step));
         let opt_state = self.optimizer.state();
         let keep = self.cfg.train.keep_checkpoints;
         checkpoint::save(
@@ -433,20 +493,28 @@ impl<'a> Session<'a> {
     /// `run.json`, the PEFT adapter and the report.
     pub fn finish(mut self) -> Result<crate::TrainSummary, TrainError> {
         self.bar.finish_and_clear();
-        let (cfg, total) = (self.cfg, self.cfg.train.steps);
+        // The last step: `train.steps`, or where early stopping ended training.
+        let (cfg, last) = (self.cfg, self.state.step);
         let final_split = self.final_split().map(str::to_string);
         let val = cfg.data.val_split.as_str();
         if self.has_split(val)
-            && self.last_val_step != Some(total)
+            && self.last_val_step != Some(last)
             && final_split.as_deref() != Some(val)
         {
-            self.evaluate(total, val, cfg.eval.val_subset)?;
+            let out = self.evaluate(last, val, cfg.eval.val_subset)?;
+            self.select(last, &out)?;
         }
+        let weights = self.final_weights()?;
         let final_metrics = match &final_split {
-            Some(split) => self.evaluate(total, split, cfg.eval.test_subset)?.metrics,
+            Some(split) => self.evaluate(last, split, cfg.eval.test_subset)?.metrics,
             None => vec![],
         };
+        let (weights_step, selected_by) = match &weights {
+            Some(b) => (b.step, json!({"metric": b.metric, "value": b.value})),
+            None => (last, serde_json::Value::Null),
+        };
         self.run.update_run(&[
+            ("final_checkpoint", json!({"step": weights_step, "selected_by": selected_by})),
             ("status", json!("finished")),
             ("finished", json!(run::now().1)),
             ("final_metrics", metric_json(&final_metrics)),

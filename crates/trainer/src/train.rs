@@ -65,7 +65,7 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainSummary
     s.baselines()?;
     s.bar.set_position(s.state.step as u64);
     s.stop_if_signalled()?;
-    while s.state.step < cfg.train.steps {
+    while s.state.step < cfg.train.steps && !s.state.stopped_early {
         if let StepOutcome::Skipped { what } = s.step()? {
             s.skipped(&what)?;
         }
