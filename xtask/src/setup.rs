@@ -33,6 +33,7 @@ pub fn run(args: &Args) -> Result<i32> {
     println!(
         "`cargo build` and `cargo test` now find it; `cargo xtask doctor` checks the installation."
     );
+    meteor_resources();
     if crate::gloo_include::gloo_include().is_none() {
         // Not fatal: everything but multi-rank training works without them.
         println!(
@@ -42,6 +43,42 @@ pub fn run(args: &Args) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// pycocoevalcap's METEOR 1.5 jar and its paraphrase table, in the venv where crates/metrics looks for them, so
+/// `score` and training evaluations report exact METEOR wherever Java exists. Not fatal: without them METEOR is
+/// the approximation, labelled `METEOR (approx)`.
+fn meteor_resources() {
+    let python = venv_python();
+    if meteor_jar().is_none() && python.is_file() {
+        eprintln!("installing pycocoevalcap (METEOR 1.5 jar and paraphrase table, about 100 MB) into the venv");
+        let mut pip = Command::new(&python);
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"])
+            .arg("pycocoevalcap==1.2");
+        if !matches!(launcher::run_child(pip), Ok(0)) {
+            println!("pycocoevalcap could not be installed: METEOR will be reported as `METEOR (approx)`");
+        }
+    }
+    let java = which("java").or_else(|| std::env::var_os("JAVA").map(PathBuf::from));
+    match (meteor_jar(), java) {
+        (Some(jar), Some(java)) => {
+            println!("exact METEOR: {} with {}", jar.display(), java.display())
+        }
+        (Some(_), None) => println!(
+            "METEOR jar installed but no Java found: METEOR is reported as `METEOR (approx)` until `java` is on \
+             PATH (e.g. `sudo apt install default-jre-headless`)"
+        ),
+        (None, _) => {}
+    }
+}
+
+/// `meteor-1.5.jar` inside the venv's pycocoevalcap, where crates/metrics finds it.
+fn meteor_jar() -> Option<PathBuf> {
+    let lib = venv_dir().join("lib");
+    let pythons = std::fs::read_dir(lib).ok()?.flatten().map(|e| e.path());
+    pythons
+        .map(|p| p.join("site-packages/pycocoevalcap/meteor/meteor-1.5.jar"))
+        .find(|jar| jar.is_file())
 }
 
 pub fn repo_root() -> PathBuf {
