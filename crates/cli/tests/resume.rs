@@ -253,6 +253,23 @@ fn sigterm_checkpoints_and_resume_equals_a_straight_run() {
     let mut sorted = steps.clone();
     sorted.dedup();
     assert_eq!(steps, sorted, "a step logged twice: {steps:?}");
+    // TensorBoard sees the same curves as for the straight run (the resumed event file supersedes the steps it
+    // repeats), every evaluation's metrics, and sample captions
+    let tb = |r: &Path| tensorboard::scalars(&r.join("tb")).unwrap();
+    let (resumed, whole) = (tb(&run), tb(&straight));
+    assert!(resumed["train/loss"].len() >= 2, "{:?}", resumed.keys());
+    for tag in ["train/loss", "train/lr", "train/grad_norm", "test/CIDEr", "test/Bleu_4"] {
+        assert_eq!(resumed[tag], whole[tag], "{tag}");
+    }
+    let logged: Vec<(i64, f64)> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| (v["step"].as_i64().unwrap(), v["loss"].as_f64().unwrap() as f32 as f64))
+        .collect();
+    assert_eq!(resumed["train/loss"], logged, "TensorBoard holds what metrics.jsonl holds");
+    let texts = tensorboard::texts(&run.join("tb")).unwrap();
+    assert!(texts["test/captions"][0].1.starts_with("| image | caption |"), "{texts:?}");
     let _ = std::fs::remove_dir_all(&runs);
 }
 

@@ -68,6 +68,27 @@ pub struct ExperimentConfig {
     pub soft_prompt: Option<SoftPromptConfig>,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where a run logs besides `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// TensorBoard event files in `runs/<run>/tb/` (`crate::tb`).
+    #[serde(default = "d_true")]
+    pub tensorboard: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { tensorboard: true }
+    }
+}
+
+fn d_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

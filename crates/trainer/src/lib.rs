@@ -27,6 +27,7 @@ pub mod session;
 pub mod setting;
 pub mod step;
 pub mod strategy;
+pub mod tb;
 pub mod train;
 pub mod what_trains;
 

@@ -19,6 +19,7 @@ fn config_fingerprint(cfg: &ExperimentConfig) -> String {
     c.train.checkpoint_every = 0;
     c.train.keep_checkpoints = 0;
     c.eval = Default::default();
+    c.log = Default::default();
     c.model.device = crate::device::DeviceSpec::Unspecified;
     c.canonical_json()
 }

@@ -11,6 +11,8 @@ pub struct RunDir {
     /// `None` for a reader: the ranks of a data-parallel run other than 0 read the run directory (a resumed
     /// checkpoint, a built tokenizer) and never write to it.
     metrics: Option<std::fs::File>,
+    /// TensorBoard's mirror of the log (`tb/`), once started.
+    tb: Option<crate::tb::Tensorboard>,
 }
 
 /// UTC `YYYYmmdd-HHMMSS` and RFC 3339 forms of now.
@@ -58,16 +60,34 @@ impl RunDir {
             .append(true)
             .open(&mpath)
             .map_err(|e| TrainError::Io(format!("{}: {e}", mpath.display())))?;
-        Ok(Self { path: path.to_path_buf(), metrics: Some(metrics) })
+        Ok(Self { path: path.to_path_buf(), metrics: Some(metrics), tb: None })
     }
 
     /// A run directory another process writes (rank 0 of a data-parallel run): every write here does nothing.
     pub fn reader(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), metrics: None }
+        Self { path: path.to_path_buf(), metrics: None, tb: None }
     }
 
     pub fn is_writer(&self) -> bool {
         self.metrics.is_some()
+    }
+
+    /// Mirrors what is logged from here on to TensorBoard event files in `tb/`; `step`: the steps already done.
+    pub fn start_tensorboard(&mut self, step: usize) -> Result<(), TrainError> {
+        if self.is_writer() {
+            self.tb = Some(crate::tb::Tensorboard::open(&self.path.join("tb"), step)?);
+        }
+        Ok(())
+    }
+
+    /// A few of an evaluation's captions, as text in TensorBoard.
+    pub fn tb_captions(
+        &mut self,
+        split: &str,
+        step: usize,
+        predictions: &[(String, String)],
+    ) -> Result<(), TrainError> {
+        self.tb.as_mut().map_or(Ok(()), |tb| tb.captions(split, step, predictions))
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -81,7 +101,8 @@ impl RunDir {
         s.push('\n');
         metrics.write_all(s.as_bytes()).and_then(|_| metrics.flush()).map_err(|e| {
             TrainError::Io(format!("{}: {e}", self.path.join("metrics.jsonl").display()))
-        })
+        })?;
+        self.tb.as_mut().map_or(Ok(()), |tb| tb.mirror(line))
     }
 
     /// Drops `metrics.jsonl` lines after `step` (a resumed run re-logs the steps it repeats).

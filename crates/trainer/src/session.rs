@@ -141,6 +141,9 @@ impl<'a> Session<'a> {
     pub fn record_start(&mut self) -> Result<(), TrainError> {
         let cfg = self.cfg;
         self.run.write_text("config.toml", &cfg.to_toml())?;
+        if cfg.log.tensorboard {
+            self.run.start_tensorboard(self.state.step)?;
+        }
         if self.state.step == 0 {
             self.run.update_run(&[("started", json!(run::now().1))])?;
         }
@@ -337,6 +340,7 @@ impl<'a> Session<'a> {
             self.run.log(&json!({
                 "kind": "train", "step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens": tokens, "tokens_per_s": per_s, "time_s": self.started.elapsed().as_secs_f64(),
+                "loss_scale": self.scaler.scale,
             }))?;
         }
         self.bar.set_message(format!("loss {loss:.4} | lr {lr:.2e} | {per_s:.0} tok/s"));
@@ -636,7 +640,8 @@ fn log_eval(
     run.log(&json!({
         "kind": "eval", "step": step, "split": split, "metrics": metric_json(&out.metrics),
         "diversity": out.diversity, "n_images": out.predictions.len(), "predictions": rel,
-    }))
+    }))?;
+    run.tb_captions(split, step, &out.predictions)
 }
 
 /// Every train, validation and test image exists and its header decodes, before any compute is spent; all

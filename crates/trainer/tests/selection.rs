@@ -40,7 +40,9 @@ fn cfg(sets: &[&str]) -> trainer::ExperimentConfig {
 }
 
 fn train(sets: &[&str]) -> std::path::PathBuf {
-    let runs = temp(&format!("selection-{}", sets.len()));
+    // one runs directory per distinct settings (tests run in parallel)
+    let id = sets.join(" ").bytes().fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64));
+    let runs = temp(&format!("selection-{id:x}"));
     let opts = TrainOptions { runs_dir: runs, quiet: true, ..Default::default() };
     trainer::train(&cfg(sets), &opts).unwrap().run_dir
 }
@@ -138,4 +140,18 @@ fn selection_settings_are_checked() {
     assert!(
         err(&["final_weights = \"best\"", "eval_every = 5"]).contains("needs train.select_best")
     );
+}
+
+/// `log.tensorboard = false` writes no event files; by default a run has them.
+#[test]
+fn tensorboard_logs_can_be_turned_off() {
+    let on = train(&["train.steps=2", "train.eval_every=0"]);
+    assert!(!tensorboard::scalars(&on.join("tb")).unwrap()["train/loss"].is_empty());
+    let off = train(&[
+        "train.steps=2",
+        "train.eval_every=0",
+        "log.tensorboard=false",
+        "eval.test_subset=2",
+    ]);
+    assert!(!off.join("tb").exists());
 }
