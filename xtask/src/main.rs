@@ -7,6 +7,7 @@
 //! it; weight conversion runs right here.
 mod bench_launch;
 mod convert;
+mod download_model;
 #[path = "../gloo_include.rs"]
 mod gloo_include;
 mod launcher;
@@ -73,6 +74,9 @@ enum Command {
     },
     /// Convert a big_vision PaliGemma checkpoint (.npz) to HF-layout safetensors + config.json.
     Convert(convert::Args),
+    /// Download a hub model (`google/paligemma-3b-pt-224`) into the Hugging Face cache, reusing what is there, and
+    /// print its folder; `--out DIR` also puts the files there. Gated models need HF_TOKEN (docs/hub.md).
+    DownloadModel(download_model::Args),
     /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`, `train`,
     /// `generate`, `fullsize`, `attention` (`all`: all but fullsize and attention).
     /// Results are printed and appended to docs/benchmarks.md.
@@ -122,7 +126,7 @@ fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
             .max(bench_launch::run("train", args)?)
             .max(bench_launch::run("generate", args)?)),
         other => anyhow::bail!(
-            "unknown benchmark `{other}`: expected metrics, data, train, generate, fullsize, attention or all"
+            "unknown benchmark `{other}`: expected metrics, data, train, generate, fullsize, attention, ddp or all"
         ),
     }
 }
@@ -138,6 +142,7 @@ fn main() {
             Command::Doctor => launcher::doctor(),
             Command::Test { args } => launcher::cargo_test(&args),
             Command::Convert(args) => convert::run(&args),
+            Command::DownloadModel(args) => download_model::run(&args),
             Command::Bench { name, args } => bench(&name, &args),
         },
     };
@@ -167,7 +172,11 @@ mod tests {
             Target::Cli,
             "`cargo xtask doctor` checks what it can itself, then runs `pgrs doctor`",
         ),
-        ("bench", Target::Cli, "`cargo xtask bench train|generate|fullsize` (bench_launch)"),
+        (
+            "bench",
+            Target::Cli,
+            "`cargo xtask bench train|generate|fullsize|attention|ddp` (bench_launch)",
+        ),
         ("bench", Target::Tool, "`cargo xtask bench metrics|data`"),
     ];
 
@@ -348,7 +357,7 @@ mod tests {
                 "{name} missing:\n{help}"
             );
         }
-        for native in ["setup", "doctor", "test", "convert", "bench"] {
+        for native in ["setup", "doctor", "test", "convert", "download-model", "bench"] {
             assert!(help.contains(&format!("  {native} ")), "{native} missing:\n{help}");
         }
     }

@@ -96,7 +96,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<i32> {
         };
         ev.run(&ds, &args.split, args.limit)?
     } else {
-        let model_dir = args.model.as_ref().context("give --run <dir> or --model <dir>")?;
+        let model = args.model.as_ref().context("give --run <dir> or --model <dir or hub id>")?;
+        let model_dir = &trainer::strategy::model_dir(model)?;
         let dataset = args.dataset.as_ref().context("--model needs --dataset")?;
         let dtype = args.dtype.as_deref().map(|w| setting::<DType>("--dtype", w)).transpose()?;
         let device = setting::<DeviceSpec>("--device", &args.device)?.resolve()?;

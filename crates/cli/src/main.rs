@@ -1,6 +1,8 @@
 //! `pgrs`: the project's CLI for everything that needs libtorch. Users normally reach it through `cargo xtask …`,
 //! which installs libtorch first and then builds and runs this binary.
 mod caption;
+mod caption_inputs;
+mod caption_output;
 mod doctor;
 mod eval_cmd;
 mod options;
@@ -38,7 +40,7 @@ enum Command {
     Sweep(train_cmd::SweepArgs),
     /// The main job: synthetic sample, a small PaliGemma trained from scratch, before/after metrics, report.
     Demo(train_cmd::DemoArgs),
-    /// Benchmarks against transformers + PEFT measured in the same run: train, generate, fullsize.
+    /// Benchmarks against a reference measured in the same run: train, generate, fullsize, attention, ddp.
     Bench(bench::Args),
 }
 

@@ -53,8 +53,15 @@ pub fn run_plan(args: &PlanArgs) -> Result<i32> {
     let mut pcfg = match (args.architecture.as_deref(), cfg.model.source) {
         (Some(name), _) => architecture(name)?,
         (None, ModelSource::Hf) => {
-            let dir = cfg.model.path.clone().expect("validated");
-            PaliGemmaConfig::from_file(&dir.join("config.json"))?
+            let path = cfg.model.path.clone().expect("validated");
+            // A released hub id plans from its known config, without downloading the weights.
+            match path.to_str().filter(|_| !path.is_dir()).and_then(PaliGemmaConfig::named) {
+                Some(named) => named,
+                None => {
+                    let dir = trainer::strategy::model_dir(&path)?;
+                    PaliGemmaConfig::from_file(&dir.join("config.json"))?
+                }
+            }
         }
         (None, _) => {
             bail!("give --architecture (e.g. pt-224 or paligemma2-3b-pt-448) for this model source")

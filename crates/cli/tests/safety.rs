@@ -343,3 +343,53 @@ fn a_bad_launch_contract_or_missing_peers_stop_before_anything_is_written() {
     }
     assert!(!runs.exists(), "nothing written");
 }
+
+/// A Hugging Face hub id names a model wherever a directory does: `model.path = "org/name"` trains from the snapshot
+/// in the standard HF cache layout (what Python downloaded), offline, without a copy; the adapter records the id as
+/// PEFT does; a model that is neither a directory nor in the offline cache is a clear error.
+#[test]
+fn hub_ids_resolve_through_the_huggingface_cache() {
+    let tmp = Tmp::new("hub");
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let repo = tmp.0.join("hub/models--test--tiny-pg");
+    let snapshot = repo.join("snapshots").join(sha);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), sha).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(root().join("data/fixtures/mqa").join(f), snapshot.join(f)).unwrap();
+    }
+    let data = tmp.0.join("data");
+    rsicd_data::synth::generate(&data, 12, 0, 32).unwrap();
+    let train = |model: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+        cmd.current_dir(root())
+            .args(["train", "--quiet", "--config", "experiments/tiny/lora.toml", "--runs-dir"])
+            .arg(tmp.0.join("runs"))
+            .env("HF_HUB_CACHE", tmp.0.join("hub"))
+            .env("HF_HUB_OFFLINE", "1");
+        let data = format!("data.path=\"{}\"", data.join("dataset_synth.json").display());
+        for s in [
+            format!("model.path=\"{model}\""),
+            data,
+            "train.steps=1".into(),
+            "eval.test_subset=1".into(),
+        ] {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.output().unwrap()
+    };
+    let out = train("test/tiny-pg");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = std::fs::read_dir(tmp.0.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let adapter: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("adapter/adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(adapter["base_model_name_or_path"], "test/tiny-pg");
+    assert_refused(
+        &train("test/not-cached"),
+        &["test/not-cached", "HF_HUB_OFFLINE"],
+        "offline, not cached",
+    );
+    assert_refused(&train("no/such/dir"), &["no/such/dir", "no such model directory"], "neither");
+}

@@ -82,6 +82,8 @@ pub enum TrainError {
     Siglip(#[from] siglip::SiglipError),
     #[error(transparent)]
     Gemma(#[from] gemma::GemmaError),
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
     #[error("libtorch: {0}")]
     Torch(tch::TchError),
 }

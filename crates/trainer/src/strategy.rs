@@ -10,7 +10,7 @@ use paligemma::{names, PaliGemma, PaliGemmaConfig, PaliGemmaTokenizer, SequenceL
 use projector::{Projector, ProjectorConfig};
 use sha2::Digest;
 use soft_prompt::{SoftPrompt, SoftPromptInit};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 use weights::{Checkpoint, DType, KeyMapping, ParamInit};
 
@@ -90,11 +90,29 @@ pub fn build(
     })
 }
 
+/// A model directory as configs and `--model` name it: a local directory, or a Hugging Face hub id
+/// (`google/paligemma-3b-pt-224`, optionally `@revision`) resolved through the standard HF cache, so what Python
+/// downloaded is reused, downloading only what the cache lacks (crates/hub, docs/hub.md).
+pub fn model_dir(spec: &Path) -> Result<PathBuf, TrainError> {
+    if spec.is_dir() {
+        return Ok(spec.to_path_buf());
+    }
+    let Some(id) = spec.to_str().filter(|s| hub::is_repo_id(s)) else {
+        return Err(TrainError::Config(format!(
+            "{}: no such model directory (nor a Hugging Face hub id such as google/paligemma-3b-pt-224)",
+            spec.display()
+        )));
+    };
+    let mut opts = hub::Options::from_env();
+    opts.should_stop = Some(|| interrupt::requested().is_some());
+    Ok(hub::resolve_model(id, &opts)?)
+}
+
 fn load_hf(
     cfg: &ExperimentConfig,
     vs: &nn::VarStore,
 ) -> Result<(PaliGemma, PaliGemmaTokenizer, String), TrainError> {
-    let dir = cfg.model.path.as_ref().expect("validated");
+    let dir = &model_dir(cfg.model.path.as_ref().expect("validated"))?;
     let pcfg = PaliGemmaConfig::from_file(&dir.join("config.json"))?;
     let tokenizer = PaliGemmaTokenizer::from_file(&dir.join("tokenizer.json"), &pcfg)?;
     let ckpt = Checkpoint::open(dir).map_err(paligemma::PaliGemmaError::from)?;

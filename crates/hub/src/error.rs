@@ -1,0 +1,74 @@
+//! What can go wrong, each message naming the repo, the file, the URL or path, and what to do about it.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error(
+        "{spec:?} is neither an existing local directory nor a hub id: {why} (a model is a directory with \
+         config.json, or a hub id <org>/<name>[@revision] such as google/paligemma-3b-pt-224)"
+    )]
+    InvalidSpec { spec: String, why: String },
+
+    /// HTTP 401/403: gated (PaliGemma is), private, or a refused token.
+    #[error("{repo}: access refused (HTTP {status} from {url}). {fix}")]
+    Access { repo: String, url: String, status: u16, fix: String },
+
+    /// HTTP 404: the repo, the revision or the file does not exist.
+    #[error("{repo}: {what} not found (HTTP 404 from {url}). {fix}")]
+    NotFound { repo: String, what: String, url: String, fix: String },
+
+    /// `HF_HUB_OFFLINE` is set and the cache cannot answer.
+    #[error(
+        "{repo}@{revision}: {why} in the Hugging Face cache ({path}), and HF_HUB_OFFLINE is set so nothing is \
+         downloaded. Unset HF_HUB_OFFLINE (or run `cargo xtask download-model {repo} --revision {revision}` where \
+         the hub is reachable), or point HF_HUB_CACHE / HF_HOME at the cache that holds it"
+    )]
+    Offline { repo: String, revision: String, path: PathBuf, why: String },
+
+    /// No connection to the hub at all (DNS, refused, TLS, no answer in time), and nothing cached to fall back on.
+    #[error(
+        "{repo}: cannot reach the hub at {url}: {message}. Check the network (a proxy is taken from HTTPS_PROXY), \
+         HF_ENDPOINT for a mirror, or set HF_HUB_OFFLINE=1 to use only what is cached"
+    )]
+    Unreachable { repo: String, url: String, message: String },
+
+    /// A request or a download failed for good (after the retries for transient failures).
+    #[error("{repo}: {file}: {message} ({url})")]
+    Download { repo: String, file: String, url: String, message: String },
+
+    /// The bytes received are not the file the hub announced; they were deleted.
+    #[error(
+        "{repo}: {file}: {what}: got {got}, the hub announced {expected}. The copy was deleted; run the same \
+         command again to download it afresh"
+    )]
+    Corrupt { repo: String, file: String, what: &'static str, got: String, expected: String },
+
+    /// The hub answered something this client cannot use.
+    #[error("{repo}: unexpected answer from {url}: {message}")]
+    Protocol { repo: String, url: String, message: String },
+
+    /// `Options::should_stop` asked to stop; the bytes received so far are kept for a resume.
+    #[error(
+        "{file}: stopped with {bytes} bytes kept in {}; run the same command again to resume",
+        part.display()
+    )]
+    Interrupted { file: String, part: PathBuf, bytes: u64 },
+
+    /// The cached or downloaded directory lacks files a model needs.
+    #[error(
+        "{repo}@{revision}: {} lacks {}: the repo does not hold them, or the download was cut short (run the \
+         same command again)",
+        dir.display(),
+        missing.join(", ")
+    )]
+    Incomplete { repo: String, revision: String, dir: PathBuf, missing: Vec<String> },
+}
+
+impl HubError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        HubError::Io { path: path.into(), source }
+    }
+}
