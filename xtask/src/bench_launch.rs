@@ -1,7 +1,8 @@
-//! `cargo xtask bench train|generate|fullsize`: the benchmarks against transformers + PEFT need libtorch, so they run
-//! in `pgrs bench …` (built and launched by `launcher::run_cli` after `setup::ensure`). The reference side is the
-//! venv `cargo xtask setup` made (it needs `pip install transformers==5.23.0 peft==0.21.2` there); `--python` or
-//! `$PALIGEMMA_PYTHON` choose another interpreter.
+//! `cargo xtask bench train|generate|fullsize|attention|ddp`: the benchmarks against transformers + PEFT (and `ddp`'s
+//! against torch.distributed) need libtorch, so they run in `pgrs bench …` (built and launched by
+//! `launcher::run_cli` after `setup::ensure`). The reference side is the venv `cargo xtask setup` made (it needs
+//! `pip install transformers==5.23.0 peft==0.21.2` there); `--python` or `$PALIGEMMA_PYTHON` choose another
+//! interpreter.
 use crate::{launcher, setup};
 use anyhow::Result;
 

@@ -78,10 +78,10 @@ enum Command {
     /// print its folder; `--out DIR` also puts the files there. Gated models need HF_TOKEN (docs/hub.md).
     DownloadModel(download_model::Args),
     /// Benchmarks against the reference implementation measured in the same run: `metrics`, `data`, `train`,
-    /// `generate`, `fullsize`, `attention` (`all`: all but fullsize and attention).
+    /// `generate`, `fullsize`, `attention`, `ddp` (`all`: all but fullsize, attention and ddp).
     /// Results are printed and appended to docs/benchmarks.md.
     Bench {
-        /// Which benchmark: metrics | data | train | generate | fullsize | attention | all.
+        /// Which benchmark: metrics | data | train | generate | fullsize | attention | ddp | all.
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -119,7 +119,7 @@ fn with(name: &str, args: &[String]) -> Vec<String> {
 fn bench(name: &str, args: &[String]) -> anyhow::Result<i32> {
     match name {
         "metrics" | "data" => launcher::run_tool("bench", &with(name, args)),
-        "train" | "generate" | "fullsize" | "attention" => bench_launch::run(name, args),
+        "train" | "generate" | "fullsize" | "attention" | "ddp" => bench_launch::run(name, args),
         // everything but `fullsize` (minutes, ~12 GB of generated weights)
         "all" => Ok(launcher::run_tool("bench", &with("metrics", args))?
             .max(launcher::run_tool("bench", &with("data", args))?)

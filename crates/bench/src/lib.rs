@@ -2,8 +2,10 @@
 //! side in one run: `train` (one optimizer step), `generate` (greedy and beam captioning) and `fullsize` (peak memory
 //! of PaliGemma-3B fine-tuning steps against the memory planner); `train` and `generate` run on the mid-size
 //! PaliGemma (default) or PaliGemma 2 (`--model midsize2`). `attention` times the exact attention paths for Gemma 2's
-//! soft-capped layers against each other and against fused SDPA (libtorch only, no Python). `pgrs` (crates/cli) only
-//! declares the subcommand, `Bench(bench::Args)`, and calls [`run`].
+//! soft-capped layers against each other and against fused SDPA (libtorch only, no Python). `ddp` times data-parallel
+//! training on CPU (2 ranks against 1 process on the same cores) and its gradient all-reduce against
+//! `torch.distributed`'s on gloo. `pgrs` (crates/cli) only declares the subcommand, `Bench(bench::Args)`, and calls
+//! [`run`].
 //!
 //! Method (issue 6, `docs/benchmarks.md`): one weights directory written once by `scripts/bench/make_model.py`
 //! (seeded random, nothing downloaded), one batch and one set of initial trainables written by this process, read by
@@ -16,6 +18,7 @@
 //! (`cases::repo_root`: the working directory's nearest ancestor holding it, else this checkout).
 mod attention;
 mod cases;
+mod ddp;
 mod fullsize;
 mod generate;
 mod gpu_memory;
@@ -245,9 +248,20 @@ pub enum Command {
     Fullsize(fullsize::Args),
     /// Gemma 2's soft-capped attention: the exact paths against each other and fused SDPA, forward + backward.
     Attention(attention::Args),
+    /// Data-parallel training on CPU: 2 ranks x 1 thread against 1 process x 2 threads, and the gradient all-reduce
+    /// against torch.distributed (gloo).
+    Ddp(ddp::Args),
     /// One side of one case (used by the benchmarks; reads a spec file, writes a result file).
     #[command(hide = true)]
     Worker {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// One rank of `bench ddp`'s all-reduce timings (under torchrun's variables; reads a spec, rank 0 writes).
+    #[command(hide = true)]
+    AllreduceWorker {
         #[arg(long)]
         spec: PathBuf,
         #[arg(long)]
@@ -261,7 +275,9 @@ pub fn run(args: Args) -> Result<i32> {
         Command::Generate(a) => generate::run(&a),
         Command::Fullsize(a) => fullsize::run(&a),
         Command::Attention(a) => attention::run(&a),
+        Command::Ddp(a) => ddp::run(&a),
         Command::Worker { spec, out } => worker::run(&spec, &out),
+        Command::AllreduceWorker { spec, out } => ddp::worker(&spec, &out),
     }
 }
 
