@@ -470,7 +470,9 @@ impl<'a> Session<'a> {
         self.bar.abandon();
         let step = self.state.step;
         let checkpoint = self.run.checkpoints().join(format!("step-{step:06}"));
-        let checkpoint = checkpoint.exists().then_some(checkpoint);
+        // Rank 0 writes it, maybe still: the other ranks know it is there once a step was done.
+        let saved = checkpoint.exists() || (!self.run.is_writer() && step > 0);
+        let checkpoint = saved.then_some(checkpoint);
         self.run.update_run(&[
             ("status", json!("interrupted")),
             ("interrupted", json!({"signal": signal.name(), "step": step, "at": run::now().1})),
