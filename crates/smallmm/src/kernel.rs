@@ -1,0 +1,298 @@
+//! The one kernel every backend runs: `out[r, j] = Σ_c x[r, c] · w[j, c]` over a range of weight rows `j`, written
+//! once, generic over the vector instructions ([`Isa`]) and the weight element ([`Elem`]).
+//!
+//! Summation order, the property the tests rely on: every output has **one** vector accumulator of `LANES` lanes;
+//! lane `l` adds `x[c]·w[c]` with a fused multiply-add for `c = l, l + LANES, …` over the full vectors of `k`, in
+//! ascending `c`; the lanes are then summed as a halving tree (lane `i` += lane `i + LANES/2`, …, down to one) and the
+//! last `k mod LANES` products are added one by one with a scalar fused multiply-add, in ascending `c`. Nothing of
+//! that depends on which tile, how many rows, which thread or which chunk computed the output, so a row computed
+//! alone is bit-identical to the same row computed among 31 others (issue 14: "batched = one by one"), and the
+//! portable backend with the same lane count gives bit-identical results to the SIMD one.
+//!
+//! Speed comes from tiling, not from splitting one sum: a tile holds `R × J` accumulators (R rows of x against J
+//! weight rows), so each weight vector loaded from memory feeds R fused multiply-adds and each x vector J, and the
+//! R·J independent chains hide the latency of the multiply-adds. A tile sweeps `k` in passes of `KC` columns (x's
+//! slice stays in L1), parking its accumulators in a buffer between passes, which leaves every lane's order as
+//! above, and prefetches the weights a few KB ahead of the pass it runs.
+
+/// Vector instructions the kernel is written in. Everything is `#[inline(always)]` so that it lands inside the
+/// `#[target_feature]` function of its backend (module `x86`), where the intrinsics are allowed to inline.
+pub(crate) trait Isa {
+    type V: Copy;
+    const LANES: usize;
+    /// All lanes 0.
+    unsafe fn zero() -> Self::V;
+    /// `LANES` f32 from `p` (unaligned).
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// `LANES` bf16 (their bits) from `p`, widened exactly to f32.
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// `a · b + c`, rounded once per lane.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// The lanes summed as a halving tree (see the module header).
+    unsafe fn hsum(v: Self::V) -> f32;
+    /// Asks for the cache line at `p` (any address: a hint never faults).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const u8) {}
+}
+
+/// A weight element: f32, or bf16 stored as its 16 bits (`u16`), as libtorch stores `BFloat16`.
+pub(crate) trait Elem: Copy + Send + Sync {
+    unsafe fn load<I: Isa>(p: *const Self) -> I::V;
+    fn to_f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn load<I: Isa>(p: *const Self) -> I::V {
+        I::load(p)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for u16 {
+    #[inline(always)]
+    unsafe fn load<I: Isa>(p: *const Self) -> I::V {
+        I::load_bf16(p)
+    }
+    /// bf16 is the top half of an f32: widening is exact.
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self) << 16)
+    }
+}
+
+/// The output, shared by the threads of one call; each writes only its own weight rows' columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Out(pub *mut f32);
+// SAFETY: `matmul_on` hands disjoint column ranges to the threads, so no element is written twice or read.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// One call's operands: `x [rows, k]` and `w [n, k]` row-major, `out [rows, n]` row-major. The public functions
+/// check the lengths before building it.
+pub(crate) struct Problem<'a, E> {
+    pub x: &'a [f32],
+    pub rows: usize,
+    pub k: usize,
+    pub w: &'a [E],
+    pub n: usize,
+    pub out: Out,
+}
+
+/// Columns per pass over a tile (a multiple of every lane count): the pass's slice of x, 32 rows × 256 × 4 bytes, and
+/// of the tile's weights stay in L1 (48 KB on Zen 5) however large `k` is. Splitting `k` into passes keeps each
+/// lane's accumulator in memory between passes, so the order of the sums is unchanged.
+const KC: usize = 256;
+
+/// Rows of x per block: the accumulators of one block of rows live in a stack buffer of this many rows.
+const ROW_BLOCK: usize = 32;
+
+/// How far ahead of the pass that runs its weights are prefetched, at least (whole passes, in the order the passes
+/// read the weights): 2 KB ahead was measured short (bf16 head: 11 → 14 GB/s at 8 rows with 4 KB, no gain from 8 KB).
+const PREFETCH_BYTES: usize = 4096;
+
+/// Weight rows `j0..j1` against all rows of x: tiles of `J` weight rows (the rows past the last full `J` one at a
+/// time), each swept by the rows of x in groups of `R ≤ 4` (the 1-3 rows left in one smaller group).
+///
+/// # Safety
+/// `j0 ≤ j1 ≤ n`, no other thread writes these columns, and `I`'s instructions are available (the caller is a
+/// `#[target_feature]` function that checked them, or `I` is portable).
+#[inline(always)]
+pub(crate) unsafe fn weight_rows<I: Isa, E: Elem, const R: usize, const J: usize>(
+    p: &Problem<E>,
+    j0: usize,
+    j1: usize,
+) {
+    const { assert!(R <= 4, "the rows left after the full groups go in one group of 1-3") };
+    let mut acc = [[I::zero(); J]; ROW_BLOCK];
+    let mut acc1 = [[I::zero(); 1]; ROW_BLOCK];
+    let ahead = Ahead::new::<E>(p.k / I::LANES * I::LANES, J, p.n);
+    for r0 in (0..p.rows).step_by(ROW_BLOCK) {
+        let rows = r0..(r0 + ROW_BLOCK).min(p.rows);
+        let mut j = j0;
+        while j + J <= j1 {
+            weight_tile::<I, E, R, J>(p, rows.clone(), j, &ahead, &mut acc);
+            j += J;
+        }
+        while j < j1 {
+            weight_tile::<I, E, R, 1>(p, rows.clone(), j, &Ahead::NONE, &mut acc1);
+            j += 1;
+        }
+    }
+}
+
+/// `out[rows, j..j + J]`: passes of `KC` columns over the full vectors of `k`, then the sums finished. While the
+/// first rows of a pass run, the weights of a later pass (`ahead`) are prefetched: the hardware prefetcher alone
+/// leaves the multiply-adds waiting on memory once a tile is read by several groups of rows (measured on 8 rows of
+/// the f32 head: 13 → 27 GB/s).
+#[inline(always)]
+unsafe fn weight_tile<I: Isa, E: Elem, const R: usize, const J: usize>(
+    p: &Problem<E>,
+    rows: std::ops::Range<usize>,
+    j: usize,
+    ahead: &Ahead,
+    acc: &mut [[I::V; J]; ROW_BLOCK],
+) {
+    let (k, full) = (p.k, p.k / I::LANES * I::LANES);
+    acc[..rows.len()].iter_mut().for_each(|a| *a = [I::zero(); J]);
+    let tile = p.w.as_ptr().add(j * k);
+    let mut c0 = 0;
+    while c0 < full {
+        let c1 = (c0 + KC).min(full);
+        let next = ahead.of(j, c0).map_or(std::ptr::null(), |(j, c)| p.w.as_ptr().add(j * k + c));
+        let mut r = rows.start;
+        while r < rows.end {
+            let acc = &mut acc[r - rows.start..];
+            let pf = if r == rows.start { next } else { std::ptr::null() };
+            r += match rows.end - r {
+                left if left >= R => pass::<I, E, R, J>(p, r, tile, c0..c1, pf, acc),
+                1 => pass::<I, E, 1, J>(p, r, tile, c0..c1, pf, acc),
+                2 => pass::<I, E, 2, J>(p, r, tile, c0..c1, pf, acc),
+                _ => pass::<I, E, 3, J>(p, r, tile, c0..c1, pf, acc),
+            };
+        }
+        c0 = c1;
+    }
+    for (r, acc_r) in rows.clone().zip(acc.iter()) {
+        for (jj, &a) in acc_r.iter().enumerate() {
+            finish::<I, E>(p, r, j + jj, a, full);
+        }
+    }
+}
+
+/// Which pass to prefetch for: `passes` passes later in the order the weights are read (the passes of a tile, then
+/// those of the next tile), up to the last weight row: past the end of this thread's block too, since rayon usually
+/// gives the same thread the next block (measured: 1 row of 16384 × 2048 f32, 5.25 → 4.9 ms).
+struct Ahead {
+    passes: usize,
+    per_tile: usize,
+    j: usize,
+    j_end: usize,
+}
+
+impl Ahead {
+    const NONE: Ahead = Ahead { passes: 0, per_tile: 1, j: 1, j_end: 0 };
+
+    /// For tiles of `j` rows over the `full` columns of complete vectors, in rows up to `j_end` (exclusive).
+    fn new<E>(full: usize, j: usize, j_end: usize) -> Ahead {
+        let pass_bytes = j * KC.min(full).max(1) * std::mem::size_of::<E>();
+        Ahead {
+            passes: PREFETCH_BYTES.div_ceil(pass_bytes),
+            per_tile: full.div_ceil(KC).max(1),
+            j,
+            j_end,
+        }
+    }
+
+    /// (first weight row, first column) of the pass to prefetch while the pass at (`j`, `c0`) runs.
+    #[inline(always)]
+    fn of(&self, j: usize, c0: usize) -> Option<(usize, usize)> {
+        let pass = c0 / KC + self.passes;
+        let j = j + pass / self.per_tile * self.j;
+        (j + self.j <= self.j_end).then_some((j, pass % self.per_tile * KC))
+    }
+}
+
+/// Rows `r..r + R` of x against the tile's `J` weight rows over columns `cols`, adding to `acc[..R]`; prefetches
+/// the same shape of weights at `pf` (unless null). Returns `R`.
+#[inline(always)]
+unsafe fn pass<I: Isa, E: Elem, const R: usize, const J: usize>(
+    p: &Problem<E>,
+    r: usize,
+    tile: *const E,
+    cols: std::ops::Range<usize>,
+    pf: *const E,
+    acc: &mut [[I::V; J]],
+) -> usize {
+    let k = p.k;
+    let x = p.x.as_ptr().add(r * k);
+    let mut a = [[I::zero(); J]; R];
+    a.copy_from_slice(&acc[..R]);
+    let mut c = cols.start;
+    while c < cols.end {
+        if !pf.is_null() {
+            for jj in 0..J {
+                I::prefetch(pf.wrapping_add(jj * k + c - cols.start).cast());
+            }
+        }
+        // Plain loops, not `array::from_fn`: a closure the optimiser does not inline would leave the intrinsics in
+        // a function without the target features, as calls.
+        let mut wv = [I::zero(); J];
+        for (jj, v) in wv.iter_mut().enumerate() {
+            *v = E::load::<I>(tile.add(jj * k + c));
+        }
+        for (rr, a_r) in a.iter_mut().enumerate() {
+            let xv = I::load(x.add(rr * k + c));
+            for (a, &w) in a_r.iter_mut().zip(&wv) {
+                *a = I::fma(xv, w, *a);
+            }
+        }
+        c += I::LANES;
+    }
+    acc[..R].copy_from_slice(&a);
+    R
+}
+
+/// `out[r, j]`: the lanes of `acc` summed, then the columns past the last full vector added one by one.
+#[inline(always)]
+unsafe fn finish<I: Isa, E: Elem>(p: &Problem<E>, r: usize, j: usize, acc: I::V, full: usize) {
+    let (x, w) = (p.x.as_ptr().add(r * p.k), p.w.as_ptr().add(j * p.k));
+    let mut s = I::hsum(acc);
+    for c in full..p.k {
+        s = (*x.add(c)).mul_add((*w.add(c)).to_f32(), s);
+    }
+    *p.out.0.add(r * p.n + j) = s;
+}
+
+/// Plain Rust with the lane count and order of a SIMD backend (8: AVX2, 16: AVX-512): the fallback off x86-64 and
+/// the bit-exact reference of the tests. `f32::mul_add` is a fused multiply-add everywhere (a libm call where the
+/// CPU has none).
+#[derive(Clone, Copy)]
+pub(crate) struct Portable<const L: usize>;
+
+impl<const L: usize> Isa for Portable<L> {
+    type V = [f32; L];
+    const LANES: usize = L;
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        [0.0; L]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self::V {
+        p.cast::<[f32; L]>().read_unaligned()
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self::V {
+        let h = p.cast::<[u16; L]>().read_unaligned();
+        h.map(Elem::to_f32)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self::V, b: Self::V, mut c: Self::V) -> Self::V {
+        for l in 0..L {
+            c[l] = a[l].mul_add(b[l], c[l]);
+        }
+        c
+    }
+    #[inline(always)]
+    unsafe fn hsum(mut v: Self::V) -> f32 {
+        let mut half = L / 2;
+        while half > 0 {
+            for i in 0..half {
+                v[i] += v[i + half];
+            }
+            half /= 2;
+        }
+        v[0]
+    }
+}
+
+/// The portable backend's entry point (the x86 ones are in crate `x86`): tiles of 2 rows × 4 weight rows.
+///
+/// # Safety
+/// As [`weight_rows`].
+pub(crate) unsafe fn portable<E: Elem, const L: usize>(p: &Problem<E>, j0: usize, j1: usize) {
+    weight_rows::<Portable<L>, E, 2, 4>(p, j0, j1);
+}

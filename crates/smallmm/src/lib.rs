@@ -1,0 +1,243 @@
+//! `y = x Wᵀ` for a few rows of x (≤ 32: decoding steps, batch × beams) on CPU, at the speed of reading W.
+//!
+//! Issue 14: libtorch's BLAS runs the output head's product for one decoding step (f32, 257,216 × 256) at 6-7 GB/s of
+//! weights read on the project's 2-core AMD machine, while reading the table runs at 26-30 GB/s. With 1-32 rows a
+//! product is one pass over the weights, so the right kernel is a streaming one: each weight row is loaded once and
+//! meets every row of x while it is in L1 (the classic "GEMV with several right-hand sides"; the register tiling
+//! follows the micro-kernels of BLIS / Goto & van de Geijn, "Anatomy of high-performance matrix multiplication",
+//! 2008, with the weight matrix streamed instead of packed, since it is read once).
+//!
+//! - [`matmul_rows_f32`] / [`matmul_rows_bf16`]: the kernels on plain slices (no libtorch), weights row-major
+//!   `[n, k]` as `nn.Linear` and the tied embedding store them; f32 accumulation, bf16 weights widened exactly.
+//! - [`linear`] (feature `tch`, on by default): the same on tensors, `None` where the shape, dtype, device, layout,
+//!   autograd or the [`chosen`] rule says libtorch should do it, so callers write
+//!   `smallmm::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))`.
+//! - Threads: rayon's global pool (`RAYON_NUM_THREADS`, default one per CPU), over blocks of weight rows; weights
+//!   under 4 MB on the calling thread.
+//! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
+//!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
+//! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process).
+//!
+//! Results: each output is summed in an order that depends only on `k` and the backend (see `kernel.rs`), so a row
+//! computed alone equals it computed in a batch bit for bit. The order differs from MKL's, so results differ from
+//! libtorch's by rounding: measured relative to the row's largest |output| (the measure the tests use; a single
+//! output near 0 can differ by more of itself while being as exact as libtorch's), below 1e-6 at k = 256-16384 in
+//! f32, where libtorch's own error against f64 sums is 3-5e-7 (the tests assert 1e-5, issue 14's bound).
+//!
+//! Speed on the project's 2-core Zen 5 VM (`tests/bench.rs`): the f32 output head of the mid-size model (257,216 ×
+//! 256, 263 MB) at 1-8 rows in 7-11 ms (25-40 GB/s; one plain read of the table: 32-55 GB/s), at 32 rows in ~25 ms
+//! (the CPU's multiply-add bound), against 9-54 ms for libtorch as `gemma` computes it today. Beware that libtorch's
+//! OpenMP workers spin for milliseconds after each parallel op (libgomp's default wait policy) and take a core from
+//! this crate's threads when it runs right after one: `OMP_WAIT_POLICY=PASSIVE` gives it back (measured on the head
+//! right after a libtorch op: 1 row 22 → 33 GB/s, 8 rows 18 → 26 GB/s; libtorch's own head unchanged).
+mod kernel;
+#[cfg(feature = "tch")]
+mod torch;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use kernel::{Elem, Out, Problem};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+#[cfg(feature = "tch")]
+pub use torch::{linear, try_linear};
+
+/// The most rows of x [`chosen`] hands to this crate: decoding's batch × beams.
+pub const MAX_ROWS: usize = 32;
+
+/// The environment variable that turns [`linear`] off when set to `0` (or `false`, `off`).
+pub const ENV_VAR: &str = "PGRS_SMALLMM";
+
+/// How the kernel runs. Each backend has its own summation order (its lane count), fixed for the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// AVX-512F, 16 lanes.
+    Avx512,
+    /// AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// Plain Rust in the order of [`Backend::Avx512`] (bit-identical to it; for tests).
+    Portable16,
+    /// Plain Rust in the order of [`Backend::Avx2`] (bit-identical to it): the fallback off x86-64.
+    Portable8,
+}
+
+impl Backend {
+    /// The fastest backend this CPU runs (detected once).
+    pub fn best() -> Backend {
+        static BEST: OnceLock<Backend> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Backend::Avx512, Backend::Avx2]
+                .into_iter()
+                .find(|b| b.supported())
+                .unwrap_or(Backend::Portable8)
+        })
+    }
+
+    /// Whether this CPU runs the backend.
+    pub fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => is_x86_feature_detected!("avx512f") && Backend::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx512 | Backend::Avx2 => false,
+            Backend::Portable16 | Backend::Portable8 => true,
+        }
+    }
+
+    /// Whether it uses vector instructions: only those beat libtorch, so [`linear`] needs one.
+    pub fn is_simd(self) -> bool {
+        matches!(self, Backend::Avx512 | Backend::Avx2)
+    }
+
+    /// The kernel over weight rows `j0..j1` for weights of type `E`.
+    fn kernel<E: Elem>(self) -> unsafe fn(&Problem<E>, usize, usize) {
+        assert!(self.supported(), "smallmm: this CPU cannot run {self:?}");
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::avx512::<E>,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => x86::avx2::<E>,
+            Backend::Portable16 => kernel::portable::<E, 16>,
+            Backend::Portable8 => kernel::portable::<E, 8>,
+            #[allow(unreachable_patterns)] // off x86-64, where `supported` already refused them
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Whether `PGRS_SMALLMM` allows [`linear`] (read once).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| switch_on(std::env::var(ENV_VAR).ok().as_deref()))
+}
+
+/// `PGRS_SMALLMM`'s value read as a switch: unset or anything but `0`, `false`, `off`, `no` is on.
+fn switch_on(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("0" | "false" | "off" | "no")
+    )
+}
+
+/// The weights' element type, for [`chosen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightKind {
+    F32,
+    Bf16,
+}
+
+/// The rule [`linear`] applies: this crate where it measured faster than libtorch 2.13 on the project's 2-core Zen 5
+/// machine (the crate's `tests/bench.rs`, weights read from memory), libtorch elsewhere. With `n × k` weights and
+/// `rows` rows of x (1 to [`MAX_ROWS`]):
+///
+/// - f32: up to 8 rows always (1.2-4.6x on the layer shapes of the mid-size model and PaliGemma 3B, 2-3x on the
+///   output head; one 64 KB layer at one row 0.84x, 2 µs); 9-32 rows for tall weights, `n ≥ 8192` and 16 MB or
+///   more (the output head and a 3B model's MLP up and gate projections: 2-4x; the other shapes measured 0.9-1.4x,
+///   so left to MKL).
+/// - bf16: up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide layers and head: 1.1-3x), and 1-2 rows when
+///   the weights have 32 MB or more (the head, a 3B model's MLP up and gate projections: 1.7-2x). libtorch's bf16
+///   products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the multiply-adds of this crate's f32 ones,
+///   and win the rest (up to 5x at 32 rows).
+///
+/// Off when `PGRS_SMALLMM=0`, and on CPUs without AVX2 (libtorch everywhere).
+pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
+    if !(enabled() && Backend::best().is_simd()) || rows == 0 || rows > MAX_ROWS {
+        return false;
+    }
+    let mb = (n * k) as f64 * if kind == WeightKind::F32 { 4.0 } else { 2.0 } / (1 << 20) as f64;
+    match kind {
+        WeightKind::F32 => rows <= 8 || (n >= 8192 && mb >= 16.0),
+        WeightKind::Bf16 => (rows <= 8 && k <= 512) || (rows <= 2 && mb >= 32.0),
+    }
+}
+
+/// Weights smaller than this are done on the calling thread: waking rayon's workers (tens of µs on the project's
+/// VM) costs more than the second core saves (measured, f32 from memory at 1 and 8 rows: one thread faster up to
+/// 2 MB, as fast at 8-16 MB; two threads win on the head's short rows and at 32 rows, where the multiply-adds count).
+const SEQUENTIAL_BYTES: usize = 4 << 20;
+
+/// Weight bytes per rayon item (rayon splits the range of items adaptively; an item is a contiguous block of weight
+/// rows, streamed once).
+const BLOCK_BYTES: usize = 64 << 10;
+
+/// `out[r, j] = Σ_c x[r, c] · w[j, c]` for `x [rows, k]`, `w [n, k]` (f32) and `out [rows, n]`, all row-major, on the
+/// [`Backend::best`] backend.
+///
+/// # Panics
+/// If a slice's length does not match `rows`, `k` and `n`.
+pub fn matmul_rows_f32(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    matmul_on(Backend::best(), x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+}
+
+/// As [`matmul_rows_f32`] with bf16 weights given as their bits (`half::bf16::to_bits`, libtorch's `BFloat16`
+/// storage), widened exactly to f32; x and the sums are f32.
+pub fn matmul_rows_bf16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, out: &mut [f32]) {
+    matmul_on(Backend::best(), x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+}
+
+/// [`matmul_rows_f32`] on a given backend (tests and benchmarks).
+///
+/// # Panics
+/// As [`matmul_rows_f32`], and if the CPU cannot run `backend`.
+pub fn matmul_rows_f32_on(
+    backend: Backend,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    matmul_on(backend, x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+}
+
+/// [`matmul_rows_bf16`] on a given backend (tests and benchmarks).
+///
+/// # Panics
+/// As [`matmul_rows_f32_on`].
+pub fn matmul_rows_bf16_on(
+    backend: Backend,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[u16],
+    n: usize,
+    out: &mut [f32],
+) {
+    matmul_on(backend, x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+}
+
+/// The product on `backend`, on the calling thread when the weights have fewer than `sequential_below` bytes, else
+/// on rayon's threads (the result is the same bit for bit).
+fn matmul_on<E: Elem>(
+    backend: Backend,
+    x: &[f32],
+    (rows, k): (usize, usize),
+    w: &[E],
+    n: usize,
+    out: &mut [f32],
+    sequential_below: usize,
+) {
+    assert_eq!(x.len(), rows * k, "smallmm: x's length is not rows × k = {rows} × {k}");
+    assert_eq!(w.len(), n * k, "smallmm: w's length is not n × k = {n} × {k}");
+    assert_eq!(out.len(), rows * n, "smallmm: out's length is not rows × n = {rows} × {n}");
+    let kernel = backend.kernel::<E>();
+    let p = Problem { x, rows, k, w, n, out: Out(out.as_mut_ptr()) };
+    let row_bytes = k.max(1) * std::mem::size_of::<E>();
+    if rows == 0 || n * row_bytes < sequential_below {
+        // SAFETY: the lengths are checked, the range is all of `0..n`, and `kernel` checked the CPU.
+        unsafe { kernel(&p, 0, n) };
+        return;
+    }
+    // A multiple of 12 weight rows (tiles have 3 or 4), so that only the last block has a partial tile.
+    let block = (BLOCK_BYTES / row_bytes).next_multiple_of(12).max(12);
+    (0..n.div_ceil(block)).into_par_iter().for_each(|b| {
+        // SAFETY: as above; the blocks are disjoint, so each output column is written by one thread.
+        unsafe { kernel(&p, b * block, ((b + 1) * block).min(n)) }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+//! The tch adapter: `x Wᵀ` on tensors, or `None` where libtorch should compute it.
+use crate::{chosen, Backend, WeightKind, MAX_ROWS};
+use tch::{Device, Kind, Tensor};
+
+/// `x Wᵀ` (`x.linear(w, None)`) by this crate's kernel when [`crate::chosen`] says it is faster, else `None`; see
+/// [`try_linear`] for what is handled.
+pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    let (rows, n, k) = handled(x, w)?;
+    let kind = if w.kind() == Kind::Float { WeightKind::F32 } else { WeightKind::Bf16 };
+    chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k))
+}
+
+/// `x Wᵀ` by this crate's kernel whenever it can, whatever its size and `PGRS_SMALLMM` (tests, benchmarks):
+/// `w [n, k]` contiguous f32 or bf16 on the CPU; `x [..., k]` on the CPU, f32, or bf16 with bf16 weights, at most
+/// [`MAX_ROWS`] rows (the product of its leading sizes; 0 is fine), any strides (it is copied if needed, a few
+/// rows); no gradient to record (grad mode off, or neither tensor requires one). The result is `[..., n]` of x's
+/// dtype: for bf16 x the f32 sums are rounded to bf16 by libtorch. `None` otherwise, and on a CPU without AVX2.
+pub fn try_linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    let (rows, n, k) = handled(x, w)?;
+    Some(compute(x, w, rows, n, k))
+}
+
+/// `(rows, n, k)` when the kernel handles the pair.
+fn handled(x: &Tensor, w: &Tensor) -> Option<(usize, usize, usize)> {
+    let weights_ok =
+        w.dim() == 2 && w.is_contiguous() && matches!(w.kind(), Kind::Float | Kind::BFloat16);
+    let x_ok = x.dim() >= 1
+        && (x.kind() == Kind::Float || (x.kind() == Kind::BFloat16 && w.kind() == Kind::BFloat16));
+    let cpu = x.device() == Device::Cpu && w.device() == Device::Cpu;
+    if !(weights_ok && x_ok && cpu && Backend::best().is_simd()) || records_gradient(x, w) {
+        return None;
+    }
+    let (n, k) = (usize::try_from(w.size()[0]).ok()?, usize::try_from(w.size()[1]).ok()?);
+    if *x.size().last()? != w.size()[1] {
+        return None;
+    }
+    let rows = x.numel() / k.max(1);
+    (rows <= MAX_ROWS && k > 0).then_some((rows, n, k))
+}
+
+/// Whether autograd would record the product: our result would have no `grad_fn`.
+fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
+    if !(x.requires_grad() || w.requires_grad()) {
+        return false;
+    }
+    // tch has no getter: set the mode and put it back (`at_grad_set_enabled` returns the previous mode).
+    // SAFETY: a plain call into libtorch's C API on this thread's grad mode, restored at once.
+    unsafe {
+        let was = torch_sys::at_grad_set_enabled(0);
+        torch_sys::at_grad_set_enabled(was);
+        was != 0
+    }
+}
+
+/// The product of a pair `handled` accepted, as a new tensor of x's dtype.
+fn compute(x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize) -> Tensor {
+    let xf = x.to_kind(Kind::Float).contiguous();
+    let mut shape = x.size();
+    *shape.last_mut().expect("x has a dimension") = n as i64;
+    if rows == 0 || n == 0 {
+        // Nothing to compute, and an empty tensor's data pointer may be null, which no slice may hold.
+        return Tensor::zeros(shape.as_slice(), (x.kind(), Device::Cpu));
+    }
+    let out = Tensor::empty(shape.as_slice(), (Kind::Float, Device::Cpu));
+    // SAFETY: the three tensors are contiguous CPU tensors of the element types and sizes `handled` checked (`out`
+    // and `xf` are new or contiguous, `w` was checked), `data_ptr` includes the storage offset, and `out` has no
+    // other reference while it is filled.
+    unsafe {
+        let xs = std::slice::from_raw_parts(xf.data_ptr() as *const f32, rows * k);
+        let os = std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, rows * n);
+        if w.kind() == Kind::Float {
+            let ws = std::slice::from_raw_parts(w.data_ptr() as *const f32, n * k);
+            crate::matmul_rows_f32(xs, rows, k, ws, n, os);
+        } else {
+            let ws = std::slice::from_raw_parts(w.data_ptr() as *const u16, n * k);
+            crate::matmul_rows_bf16(xs, rows, k, ws, n, os);
+        }
+    }
+    if x.kind() == Kind::Float {
+        out
+    } else {
+        out.to_kind(x.kind())
+    }
+}
