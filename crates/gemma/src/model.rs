@@ -132,6 +132,11 @@ impl Gemma {
         }
         let rows = hidden.size()[0];
         let h = hidden.to_kind(Kind::Float);
+        // A few rows: crates/smallmm streams the table once at close to the read bound (docs/benchmarks.md);
+        // `None` where its rule leaves the product to libtorch.
+        if let Some(logits) = smallmm::linear(&h, e) {
+            return self.softcap(logits);
+        }
         let h = if rows == 1 { h.repeat([2, 1]) } else { h };
         let logits = e.matmul(&h.tr()).tr().narrow(0, 0, rows).contiguous();
         self.softcap(logits)
