@@ -13,6 +13,9 @@ pub struct Linear {
     adapter: Option<Adapter>,
 }
 
+/// The most rows a layer's product hands to crates/smallmm (see `forward_t`).
+const LAYER_ROWS: usize = 8;
+
 impl Linear {
     /// `weight [out, in]` (+ `bias [out]`) under `path`, as `nn.Linear` names them.
     pub fn new(path: nn::Path, in_dim: i64, out_dim: i64, bias: bool, init: ParamInit) -> Self {
@@ -65,7 +68,19 @@ impl Linear {
         // A weight made trainable inside a reduced-precision model is kept in f32 (master copy): compute in the
         // weight's dtype and hand the activation dtype back.
         let ys = if xs.kind() == self.weight.kind() {
-            xs.linear(&self.weight, self.bias.as_ref())
+            // A few rows without autograd (a cached decoding step): crates/smallmm reads the weight at close to the
+            // memory bound where its rule says it beats libtorch; `None` leaves it to libtorch. Decoder layers only up
+            // to 8 rows: beyond that, measured in the decode loop (bench generate, beam 3 x batch 8 = 24 rows), the
+            // layers were slower than libtorch's, whatever the kernel alone measured.
+            let rows = xs.numel() / (xs.size().last().copied().unwrap_or(1).max(1) as usize);
+            let small = (rows <= LAYER_ROWS).then(|| smallmm::linear(xs, &self.weight)).flatten();
+            match small {
+                Some(y) => match &self.bias {
+                    Some(b) => y + b,
+                    None => y,
+                },
+                None => xs.linear(&self.weight, self.bias.as_ref()),
+            }
         } else {
             let bias = self.bias.as_ref().map(|b| b.to_kind(self.weight.kind()));
             xs.to_kind(self.weight.kind()).linear(&self.weight, bias.as_ref()).to_kind(xs.kind())
