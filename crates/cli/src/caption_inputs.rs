@@ -18,9 +18,8 @@ use anyhow::{bail, Result};
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
-/// The extensions a directory walk or a glob pattern picks up (compared case-insensitively). BMP is listed so that
-/// such files are reported (this build decodes JPEG, PNG, TIFF and WebP; `rsicd_data`'s decoder names a BMP as
-/// unsupported) rather than silently left out.
+/// The extensions a directory walk or a glob pattern picks up (compared case-insensitively): what this build
+/// decodes (JPEG, PNG, TIFF, WebP). A BMP given by name is still attempted and reported as unsupported.
 pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "tif", "tiff", "webp"];
 
 /// The expanded `--image` values.

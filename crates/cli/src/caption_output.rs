@@ -287,16 +287,9 @@ pub fn journal_path(output: &Path) -> PathBuf {
 fn read_journal(path: &Path) -> Result<(Vec<Record>, u64, bool)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // A line cut short by a kill has no newline yet: only whole lines count.
     let whole = text.rfind('\n').map_or(0, |i| i + 1);
-    let mut out = Vec::new();
-    for (i, line) in text[..whole].lines().enumerate() {
-        if !line.trim().is_empty() {
-            out.push(
-                Record::from_json_line(line)
-                    .map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?,
-            );
-        }
-    }
+    let out = Format::Jsonl.parse(path, &text[..whole])?;
     Ok((out, whole as u64, whole < text.len()))
 }
 
@@ -473,5 +466,54 @@ fn remove(path: &Path) -> Result<()> {
             Err(anyhow!("removing {}: {e}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(image: &str, caption: &str) -> Record {
+        Record { image: image.into(), caption: caption.into(), token_ids: None }
+    }
+
+    /// Rendered and parsed back, every format keeps what it holds (COCO: the file name), quotes, commas and line
+    /// breaks included; a BOM and CRLF line ends are read.
+    #[test]
+    fn formats_round_trip() {
+        let records = vec![rec("a/x.png", "two, \"quoted\"\nlines"), rec("b/y.jpg", "plain")];
+        let p = Path::new("out");
+        for f in [Format::Jsonl, Format::Csv] {
+            let back = f.parse(p, &f.render(&records)).unwrap();
+            let pairs: Vec<_> = back.iter().map(|r| (r.image.clone(), r.caption.clone())).collect();
+            assert_eq!(
+                pairs,
+                [
+                    ("a/x.png".into(), records[0].caption.clone()),
+                    ("b/y.jpg".into(), "plain".into())
+                ]
+            );
+        }
+        let coco = Format::Coco.parse(p, &Format::Coco.render(&records)).unwrap();
+        assert_eq!((coco[0].image.as_str(), coco[1].caption.as_str()), ("x.png", "plain"));
+        let crlf = Format::Csv.parse(p, "\u{feff}image,caption\r\nq.png,\"a\r\nb\"\r\n").unwrap();
+        assert_eq!((crlf[0].image.as_str(), crlf[0].caption.as_str()), ("q.png", "a\r\nb"));
+    }
+
+    /// A file that is not what this command writes is named with the line and what was expected.
+    #[test]
+    fn malformed_files_are_named_with_the_line() {
+        let p = Path::new("out.csv");
+        let err = |f: Format, text: &str| f.parse(p, text).unwrap_err().to_string();
+        assert!(err(Format::Csv, "image,caption\nx.png,\"open").contains("never closed"));
+        assert!(err(Format::Csv, "image,caption\nx.png,\"a\"b").contains("after a closing quote"));
+        assert!(err(Format::Csv, "image,caption\nx.png,a\"b").contains("quote inside"));
+        assert!(err(Format::Csv, "file,text\n").contains("line 1: expected the header"));
+        assert!(
+            err(Format::Csv, "image,caption\nx.png,a,b\n").contains("line 2: expected 2 fields")
+        );
+        assert!(err(Format::Coco, "{}").contains("not an array"));
+        assert!(err(Format::Coco, "[{\"caption\": \"c\"}]").contains("entry 0 has no \"image_id\""));
+        assert!(err(Format::Jsonl, "{\"image\": 1}\n").contains("line 1"));
     }
 }

@@ -8,23 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../../trainer/tests/common/temp_dirs.rs"]
-mod temp_dirs;
-use temp_dirs::temp_dir;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn synth() -> PathBuf {
-    static DATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = temp_dir("pg-ddp-synth");
-        rsicd_data::synth::generate(&dir, 40, 0, 32).unwrap();
-        dir.join("dataset_synth.json")
-    })
-    .clone()
-}
+mod common;
+use common::{root, synth, temp_dir};
 
 /// Skips (with a note) where this build has no Gloo; CI sets PALIGEMMA_REQUIRE_GLOO and then fails instead.
 fn gloo() -> bool {
@@ -394,4 +379,39 @@ fn an_unreadable_image_mid_run_stops_both_ranks_after_a_checkpoint() {
         1,
         "completed steps checkpointed"
     );
+}
+
+/// Rank 0 checks the images before anything is written; when it refuses, the other rank stops with rank 0's reason
+/// instead of waiting for it.
+#[test]
+fn a_refusal_on_rank_0_before_training_stops_the_other_rank_with_its_reason() {
+    if !gloo() {
+        return;
+    }
+    let dir = temp_dir("pg-ddp-missing");
+    rsicd_data::synth::generate(&dir.join("data"), 12, 0, 32).unwrap();
+    let gone = std::fs::read_dir(dir.join("data/images")).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&gone).unwrap();
+    let mut a = args("lora", &dir.join("runs"), 2, &["eval.before=false"]);
+    a.extend([
+        "--set".into(),
+        format!("data.path=\"{}\"", dir.join("data/dataset_synth.json").display()),
+    ]);
+    let outs = finish(launch(2, &a));
+    let name = gone.file_name().unwrap().to_string_lossy().to_string();
+    let err = |r: usize| String::from_utf8_lossy(&outs[r].stderr).into_owned();
+    assert_eq!(
+        (outs[0].status.code(), outs[1].status.code()),
+        (Some(1), Some(1)),
+        "{}\n{}",
+        err(0),
+        err(1)
+    );
+    assert!(err(0).contains(&name), "{}", err(0));
+    assert!(
+        err(1).contains("rank 0 stopped before training") && err(1).contains(&name),
+        "{}",
+        err(1)
+    );
+    assert!(!dir.join("runs").exists(), "nothing written");
 }

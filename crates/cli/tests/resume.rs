@@ -6,23 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-#[path = "../../trainer/tests/common/temp_dirs.rs"]
-mod temp_dirs;
-use temp_dirs::temp_dir;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn synth() -> PathBuf {
-    static DATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = temp_dir("pg-resume-synth");
-        rsicd_data::synth::generate(&dir, 40, 0, 32).unwrap();
-        dir.join("dataset_synth.json")
-    })
-    .clone()
-}
+mod common;
+use common::{root, synth, temp_dir};
 
 /// The straight 40-step run every resume test compares against, trained once per test binary.
 fn straight_run() -> PathBuf {

@@ -105,8 +105,10 @@ pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Options {
     opts.token = token;
     opts.offline = is_true("HF_HUB_OFFLINE") || is_true("TRANSFORMERS_OFFLINE");
     opts.progress = !is_true("HF_HUB_DISABLE_PROGRESS_BARS");
-    if let Some(secs) = var("HF_HUB_DOWNLOAD_TIMEOUT").and_then(|s| s.parse::<f64>().ok()) {
-        opts.timeout = Duration::from_secs_f64(secs.max(1.0));
+    // `inf` or 1e30 parse as f64 but are no Duration: such a value keeps the default instead of panicking.
+    let secs = var("HF_HUB_DOWNLOAD_TIMEOUT").and_then(|s| s.parse::<f64>().ok());
+    if let Some(d) = secs.and_then(|s| Duration::try_from_secs_f64(s.max(1.0)).ok()) {
+        opts.timeout = d;
     }
     opts
 }
@@ -151,6 +153,11 @@ mod tests {
         assert!(o.progress && !with(&[("HF_HUB_DISABLE_PROGRESS_BARS", "1")]).progress);
         let o = with(&[("HF_HUB_DOWNLOAD_TIMEOUT", "7")]);
         assert_eq!(o.timeout, Duration::from_secs(7));
+        let default = with(&[]).timeout;
+        for unusable in ["inf", "1e30", "nan", "soon"] {
+            let t = with(&[("HF_HUB_DOWNLOAD_TIMEOUT", unusable)]).timeout;
+            assert!(t == default || t == Duration::from_secs(1), "{unusable}: {t:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@ use tch::{Device, Kind, Tensor};
 /// `x Wᵀ` (`x.linear(w, None)`) by this crate's kernel when [`crate::chosen`] says it is faster, else `None`; see
 /// [`try_linear`] for what is handled.
 pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    // Called by every linear layer of every decoding step: the switch first, before any libtorch call.
+    if !crate::enabled() {
+        return None;
+    }
     let (rows, n, k) = handled(x, w)?;
     let kind = if w.kind() == Kind::Float { WeightKind::F32 } else { WeightKind::Bf16 };
     chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k))
