@@ -43,7 +43,7 @@ const FORWARDED: &[(&str, Target, &str)] = &[
     ("validate", Target::Tool, "Check a dataset: missing/unreadable images, duplicates, empty captions, special tokens, splits, sizes"),
     ("eda", Target::Tool, "Exploratory data analysis: stats.json, plots (PNG and SVG) and report.html in --out"),
     ("synth", Target::Tool, "Render a deterministic synthetic aerial dataset (Karpathy JSON + PNGs), the demo's data"),
-    ("download", Target::Tool, "Download a known dataset (see --list), or any file with --url and --sha256; resumable, verified"),
+    ("download", Target::Tool, "Download a known dataset (see --list; rsicd from its hub dataset repo, pinnable with --revision), or any file with --url and --sha256; resumable, verified"),
     ("report", Target::Tool, "Rebuild a run's plots and self-contained report.html (or every run in a folder)"),
     ("compare", Target::Tool, "Compare runs side by side: ranked table (compare.md), compare.html, overlaid curves"),
 ];

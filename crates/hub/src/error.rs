@@ -23,8 +23,9 @@ pub enum HubError {
     /// `HF_HUB_OFFLINE` is set and the cache cannot answer.
     #[error(
         "{repo}@{revision}: {why} in the Hugging Face cache ({path}), and HF_HUB_OFFLINE is set so nothing is \
-         downloaded. Unset HF_HUB_OFFLINE (or run `cargo xtask download-model {repo} --revision {revision}` where \
-         the hub is reachable), or point HF_HUB_CACHE / HF_HOME at the cache that holds it"
+         downloaded. Unset HF_HUB_OFFLINE (or download it where the hub is reachable: `cargo xtask download-model \
+         {repo} --revision {revision}` for a model, `cargo xtask download <name>` for a dataset of its --list), or \
+         point HF_HUB_CACHE / HF_HOME at the cache that holds it"
     )]
     Offline { repo: String, revision: String, path: PathBuf, why: String },
 
@@ -65,6 +66,44 @@ pub enum HubError {
         missing.join(", ")
     )]
     Incomplete { repo: String, revision: String, dir: PathBuf, missing: Vec<String> },
+
+    /// Pins that cannot describe a snapshot: a revision that is not a commit sha, a malformed sha256, a path
+    /// leaving the snapshot, a file pinned twice. Found before any request.
+    #[error("{repo}: unusable pins: {why}")]
+    InvalidPins { repo: String, why: String },
+
+    /// A file of a pinned snapshot is not what its pin says (boxed: the details would make every `Result` of
+    /// this crate larger).
+    #[error("{0}")]
+    PinMismatch(Box<PinMismatch>),
+
+    /// An export directory that cannot take a snapshot's files: not a directory, or not empty without overwrite.
+    #[error("--out {}: {why}", out.display())]
+    Out { out: PathBuf, why: String },
+}
+
+/// The details of [`HubError::PinMismatch`]: `found` says where the value comes from (what the hub announces,
+/// before anything is downloaded; or the file in the cache), `fix` what to do.
+#[derive(Debug)]
+pub struct PinMismatch {
+    pub repo: String,
+    pub commit: String,
+    pub file: String,
+    /// `size` or `sha256`.
+    pub what: &'static str,
+    pub expected: String,
+    pub found: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PinMismatch { repo, commit, file, what, expected, found, fix } = self;
+        write!(
+            f,
+            "{repo}@{commit}: {file}: {what} mismatch: pinned {expected}, found {found}. {fix}"
+        )
+    }
 }
 
 impl HubError {

@@ -6,7 +6,7 @@
 //! snapshot. A partial file never carries the final name.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -18,23 +18,49 @@ use crate::HubError;
 /// disk); PaliGemma's largest shards are about 5 GB.
 const MAX_UNANNOUNCED: u64 = 64 << 30;
 
+/// What [`fetch_file`] learnt about the file it linked into the snapshot.
+pub(crate) struct Fetched {
+    /// The sha256 of the bytes when this call downloaded them and checked them against an LFS ETag (which is that
+    /// sha256): a caller that needs the hash has it without reading the file again. `None` when the blob was
+    /// already in the cache (nothing was checked now) or the file is not in LFS (its ETag is a git sha1).
+    pub verified_sha256: Option<String>,
+}
+
 /// Downloads `file` of `commit` into the cache unless its blob is there, and links it from the snapshot.
 pub(crate) fn fetch_file(
     client: &Client,
     cache: &CacheRepo,
     commit: &str,
     file: &str,
-) -> Result<PathBuf, HubError> {
+) -> Result<Fetched, HubError> {
     let meta = client.file_meta(commit, file)?;
+    fetch_described(client, cache, commit, file, &meta)
+}
+
+/// [`fetch_file`] for a file whose metadata the caller already asked for (and may have checked: a pinned size or
+/// sha256 is compared with what the hub announces before any byte is fetched).
+pub(crate) fn fetch_described(
+    client: &Client,
+    cache: &CacheRepo,
+    commit: &str,
+    file: &str,
+    meta: &FileMeta,
+) -> Result<Fetched, HubError> {
     let blob = cache.blob(&meta.etag);
+    let mut downloaded = false;
     if !blob.is_file() {
         let _lock = BlobLock::acquire(&cache.lock_file(&meta.etag))?;
         // Another process may have finished it while this one waited for the lock.
         if !blob.is_file() {
-            download_blob(client, cache, &meta, file)?;
+            download_blob(client, cache, meta, file)?;
+            downloaded = true;
         }
     }
-    cache.link(commit, file, &meta.etag)
+    cache.link(commit, file, &meta.etag)?;
+    // `download_blob` verified the bytes against an LFS ETag before renaming them to the blob.
+    let verified_sha256 =
+        (downloaded && is_sha256(&meta.etag)).then(|| meta.etag.to_ascii_lowercase());
+    Ok(Fetched { verified_sha256 })
 }
 
 fn download_blob(
@@ -230,11 +256,12 @@ fn corrupt(
 }
 
 /// An LFS file's ETag is the sha256 of its contents; a regular file's is its git blob sha1 (40 digits).
-fn is_sha256(etag: &str) -> bool {
+pub(crate) fn is_sha256(etag: &str) -> bool {
     etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn sha256_file(path: &Path) -> Result<String, HubError> {
+/// The lowercase hex sha256 of a file's contents (a snapshot's symlink is followed to its blob).
+pub(crate) fn sha256_file(path: &Path) -> Result<String, HubError> {
     let mut file = File::open(path).map_err(|e| HubError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

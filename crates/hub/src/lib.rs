@@ -10,17 +10,25 @@
 //! connection or Ctrl-C), are checked against the announced size and an LFS file's sha256, and reach their final
 //! name only when complete (docs/hub.md).
 //!
+//! [`download_pinned`] serves datasets kept in hub repos (`cargo xtask download rsicd`): a commit and the exact
+//! files with their sizes and sha256, checked; or, unpinned, the files of a revision with the commit and sha256
+//! recorded so they can be pinned. [`export`] puts a snapshot's files into a plain directory (`--out`).
+//!
 //! No libtorch here: xtask uses this crate to download before libtorch is installed.
 mod cache;
 mod error;
+mod export;
 mod fetch;
 mod http;
 mod options;
+mod pin;
 
 use std::path::{Path, PathBuf};
 
-pub use error::HubError;
+pub use error::{HubError, PinMismatch};
+pub use export::{check_out, export, snapshot_files, LINK_FROM_BYTES};
 pub use options::{Options, DEFAULT_ENDPOINT};
+pub use pin::{download_pinned, Pin, Snapshot};
 
 use cache::CacheRepo;
 
@@ -208,33 +216,59 @@ pub fn download(
     allow: &dyn Fn(&str) -> bool,
     opts: &Options,
 ) -> Result<PathBuf, HubError> {
+    resolve_snapshot(repo, revision, allow, opts).map(|r| r.dir)
+}
+
+/// What [`download`] found, for callers that record it ([`download_pinned`]).
+pub(crate) struct Resolved {
+    pub dir: PathBuf,
+    pub commit: String,
+    /// Each wanted file of the commit, with its sha256 when this call downloaded it and checked it against its LFS
+    /// ETag (`fetch::Fetched`). `None` when the cache answered alone (offline, or the hub unreachable): the
+    /// commit's file list is then unknown, and the snapshot holds what it holds.
+    pub files: Option<Vec<(String, Option<String>)>>,
+}
+
+pub(crate) fn resolve_snapshot(
+    repo: &Repo,
+    revision: &str,
+    allow: &dyn Fn(&str) -> bool,
+    opts: &Options,
+) -> Result<Resolved, HubError> {
     let spec = format!("{}@{revision}", repo.id);
     split_spec(&spec).map_err(|why| HubError::InvalidSpec { spec: spec.clone(), why })?;
     let cache = CacheRepo::new(&opts.cache_dir, repo);
+    let cached = || {
+        let commit = cache.commit_of(revision)?;
+        let dir = Some(cache.snapshot(&commit)).filter(|d| d.is_dir())?;
+        Some(Resolved { dir, commit, files: None })
+    };
     if opts.offline {
-        return cache.cached_snapshot(revision).ok_or_else(|| offline_miss(repo, revision, &cache));
+        return cached().ok_or_else(|| offline_miss(repo, revision, &cache));
     }
     let client = http::Client::new(opts, repo);
     let info = match client.revision_info(revision) {
         Ok(info) => info,
         Err(e @ HubError::Unreachable { .. }) => {
-            let Some(dir) = cache.cached_snapshot(revision) else { return Err(e) };
-            client.note(&format!("{e}; using the cached snapshot {}", dir.display()));
-            return Ok(dir);
+            let Some(resolved) = cached() else { return Err(e) };
+            client.note(&format!("{e}; using the cached snapshot {}", resolved.dir.display()));
+            return Ok(resolved);
         }
         Err(e) => return Err(e),
     };
     cache.write_ref(revision, &info.sha)?;
-    fetch_missing(&client, &cache, &info, allow)
+    let files = fetch_missing(&client, &cache, &info, allow)?;
+    Ok(Resolved { dir: cache.snapshot(&info.sha), commit: info.sha, files: Some(files) })
 }
 
-/// Every wanted file of the commit that the snapshot lacks, fetched and linked; the snapshot folder.
+/// Every wanted file of the commit that the snapshot lacks, fetched and linked; each wanted file with the sha256
+/// checked while downloading it, if it was.
 fn fetch_missing(
     client: &http::Client,
     cache: &CacheRepo,
     info: &http::RevisionInfo,
     allow: &dyn Fn(&str) -> bool,
-) -> Result<PathBuf, HubError> {
+) -> Result<Vec<(String, Option<String>)>, HubError> {
     let wanted: Vec<&String> = info.files.iter().filter(|f| allow(f)).collect();
     if wanted.is_empty() {
         let some: Vec<&String> = info.files.iter().take(10).collect();
@@ -243,24 +277,33 @@ fn fetch_missing(
         return Err(client.download_error(&client.page(), "(no file selected)", message));
     }
     let snapshot = cache.snapshot(&info.sha);
+    let mut files = Vec::with_capacity(wanted.len());
     for file in wanted {
         check_file_name(client, &info.sha, file)?;
-        if !snapshot.join(file).is_file() {
-            fetch::fetch_file(client, cache, &info.sha, file)?;
-        }
+        let verified = if snapshot.join(file).is_file() {
+            None
+        } else {
+            fetch::fetch_file(client, cache, &info.sha, file)?.verified_sha256
+        };
+        files.push((file.clone(), verified));
     }
-    Ok(snapshot)
+    Ok(files)
 }
 
 /// A file name from the hub becomes a path under the snapshot: it must stay inside it.
 fn check_file_name(client: &http::Client, commit: &str, file: &str) -> Result<(), HubError> {
-    let bad = file.split('/').any(|p| p.is_empty() || p == "." || p == "..") || file.contains('\\');
-    if bad {
+    if !is_safe_file_name(file) {
         let url = client.resolve_url(commit, file);
         let message = "the file name would leave the snapshot folder; refused".to_string();
         return Err(client.download_error(&url, file, message));
     }
     Ok(())
+}
+
+/// A repo-relative path with no empty, `.` or `..` part and no backslash: joined to a snapshot folder, it stays
+/// inside it.
+pub(crate) fn is_safe_file_name(file: &str) -> bool {
+    !(file.split('/').any(|p| p.is_empty() || p == "." || p == "..") || file.contains('\\'))
 }
 
 fn offline_miss(repo: &Repo, revision: &str, cache: &CacheRepo) -> HubError {

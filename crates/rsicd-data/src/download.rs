@@ -7,6 +7,11 @@
 //! [`SOURCES`] is the one reviewed table of known datasets. Sizes and checksums are given where they are known;
 //! where not, the download prints the SHA-256 it got so it can be pinned (RSICD's official
 //! copies live on drives that vanish, so every source here is a public mirror; a local copy is always accepted).
+//!
+//! A source kept in a Hugging Face hub dataset repo ([`HubDataset`], RSICD) is described here as plain data and
+//! downloaded by the `hub` crate (`cargo xtask download` in crates/tools): into the huggingface_hub cache, which
+//! Python's `datasets` shares, pinned to a commit with each file's size and sha256 once the table says them. This
+//! crate does not depend on `hub`.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -36,40 +41,115 @@ pub struct RemoteFile {
 pub struct Source {
     pub name: &'static str,
     pub description: &'static str,
+    /// Plain URLs; empty for a hub dataset.
     pub files: &'static [RemoteFile],
+    /// A Hugging Face hub dataset repo instead of plain URLs.
+    pub hub: Option<HubDataset>,
     pub auth: Auth,
     /// What the files hold, what is not included, how to finish the setup.
     pub notes: &'static str,
+}
+
+/// A dataset kept in a Hugging Face hub dataset repo (`datasets/<repo>` on the hub).
+///
+/// Pinned (`pinned` not empty): `revision` is a full commit sha and exactly the pinned files are downloaded, each
+/// checked against its size and sha256, so the data cannot change under a result. Unpinned: every file of
+/// `revision` that [`HubDataset::selects`] is downloaded and the command prints the commit with every file's size
+/// and sha256 as a block ready to paste here ([`HubDataset::pin_block`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HubDataset {
+    /// `<org>/<name>`.
+    pub repo: &'static str,
+    /// A branch, tag or commit; the commit the pins describe when there are pins.
+    pub revision: &'static str,
+    /// Unpinned, the files of the revision whose repo path ends with one of these are downloaded.
+    pub file_suffixes: &'static [&'static str],
+    /// The files of the commit `revision`, exactly; empty when not pinned yet.
+    pub pinned: &'static [PinnedFile],
+}
+
+/// One pinned file of a [`HubDataset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedFile {
+    /// The path in the repo, e.g. `data/train-00000-of-00001.parquet` (also its path under `--out`).
+    pub path: &'static str,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: &'static str,
+}
+
+impl HubDataset {
+    /// True for a repo path the unpinned download takes.
+    pub fn selects(&self, path: &str) -> bool {
+        self.file_suffixes.iter().any(|s| path.ends_with(s))
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        !self.pinned.is_empty()
+    }
+
+    /// This source pinned to `commit` with `files` (path, size, sha256): the `hub: Some(…)` field of its
+    /// [`SOURCES`] entry, as Rust to paste there.
+    pub fn pin_block<'a>(
+        &self,
+        commit: &str,
+        files: impl IntoIterator<Item = (&'a str, u64, &'a str)>,
+    ) -> String {
+        let suffixes: Vec<String> = self.file_suffixes.iter().map(|s| format!("{s:?}")).collect();
+        let mut out = format!(
+            "        hub: Some(HubDataset {{\n            repo: {:?},\n            revision: {commit:?},\n            \
+             file_suffixes: &[{}],\n            pinned: &[\n",
+            self.repo,
+            suffixes.join(", ")
+        );
+        for (path, size, sha256) in files {
+            out.push_str(&format!(
+                "                PinnedFile {{\n                    path: {path:?},\n                    size: \
+                 {},\n                    sha256: {sha256:?},\n                }},\n",
+                digits(size)
+            ));
+        }
+        out.push_str("            ],\n        }),\n");
+        out
+    }
+}
+
+/// `1234567` as `1_234_567`, as sizes are written in [`SOURCES`].
+fn digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The reviewed table of known sources.
 pub const SOURCES: &[Source] = &[
     Source {
         name: "rsicd",
-        description: "RSICD, Hugging Face parquet export (arampacha/rsicd): 10,921 images embedded, 5 captions each",
-        files: &[
-            RemoteFile {
-                url: "https://huggingface.co/datasets/arampacha/rsicd/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet",
-                file_name: "data/train-00000-of-00001.parquet",
-                size: None,
-                sha256: None,
-            },
-            RemoteFile {
-                url: "https://huggingface.co/datasets/arampacha/rsicd/resolve/refs%2Fconvert%2Fparquet/default/valid/0000.parquet",
-                file_name: "data/valid-00000-of-00001.parquet",
-                size: None,
-                sha256: None,
-            },
-            RemoteFile {
-                url: "https://huggingface.co/datasets/arampacha/rsicd/resolve/refs%2Fconvert%2Fparquet/default/test/0000.parquet",
-                file_name: "data/test-00000-of-00001.parquet",
-                size: None,
-                sha256: None,
-            },
-        ],
+        description: "RSICD from the Hugging Face hub dataset repo arampacha/rsicd: 10,921 images embedded in parquet, \
+                      5 captions each",
+        files: &[],
+        hub: Some(HubDataset {
+            repo: "arampacha/rsicd",
+            // NOT PINNED YET. The commit and the files' sizes and sha256 could not be read where this entry was
+            // written (no access to huggingface.co there), and a pin must never be guessed. To pin it, run
+            // `cargo xtask download rsicd --out <dir>` where the hub is reachable: it prints this `hub: Some(…)`
+            // field with the commit `main` resolved to and every file's size and sha256 (also in
+            // <dir>/source.json); paste it over this one, then check that the next run says "verified".
+            revision: "main",
+            file_suffixes: &[".parquet"],
+            pinned: &[],
+        }),
         auth: Auth::None,
-        notes: "The Hugging Face parquet conversion of arampacha/rsicd (split 8734/1094/1093). Its captions are \
-                RSICD's; checksums are not pinned yet (the download prints them). Load the folder with \
+        notes: "The parquet files of the hub dataset arampacha/rsicd (data/train-…, valid-…, test-…; split \
+                8734/1094/1093), cached in the Hugging Face cache (shared with Python's `datasets`) and put into \
+                --out with their repo paths plus source.json (repo, commit, sizes, sha256). Its captions are \
+                RSICD's. Not pinned yet: each run prints the commit and checksums to pin. Load the folder with \
                 `--dataset <out>`.",
     },
     Source {
@@ -81,6 +161,7 @@ pub const SOURCES: &[Source] = &[
             size: Some(2_886_234),
             sha256: Some("b6fd0c5076a3fce00202a169b80bd3564521ad17920cee584a601deb16f043f0"),
         }],
+        hub: None,
         auth: Auth::None,
         notes: "Annotations only, pinned to a commit. The images are the UC Merced Land Use set (21 classes x 100 \
                 TIFFs, 256x256); UCM-captions numbers them 1.tif..2100.tif in class order (agricultural00 = \
@@ -95,6 +176,7 @@ pub const SOURCES: &[Source] = &[
             size: Some(1_468_847),
             sha256: Some("18ee779e06089d1734591527a2857af4389a4a5029a29a5f6b69f7219acb7ee0"),
         }],
+        hub: None,
         auth: Auth::None,
         notes: "Annotations only, pinned to a commit. The 613 500x500 TIFF images have no stable public mirror; \
                 put them in images/ next to the JSON.",
@@ -103,6 +185,7 @@ pub const SOURCES: &[Source] = &[
         name: "riscm",
         description: "RISCM (the seed project's captions.csv + resized/, 44,521 images) from Kaggle",
         files: &[],
+        hub: None,
         auth: Auth::Kaggle,
         notes: "Kaggle dataset; the seed project did not record its owner, so pass it: \
                 `--kaggle <owner>/<dataset>`. Needs KAGGLE_USERNAME and KAGGLE_KEY. The zip is extracted into \
@@ -618,5 +701,55 @@ mod tests {
         assert!(kaggle_url("../etc").is_err());
         assert_eq!(part_path(Path::new("/x/a.parquet")), Path::new("/x/a.parquet.part"));
         assert!(source("RSICD").is_some() && source("nope").is_none());
+    }
+
+    #[test]
+    fn every_source_is_well_formed_and_pins_are_commits_with_full_checksums() {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        for s in SOURCES {
+            let Some(hub) = s.hub else { continue };
+            assert!(s.files.is_empty(), "{}: hub or URLs, not both", s.name);
+            assert!(hub.repo.split('/').count() == 2, "{}", s.name);
+            if hub.is_pinned() {
+                assert!(hex(hub.revision, 40), "{}: pins need a commit sha", s.name);
+                for f in hub.pinned {
+                    assert!(hex(f.sha256, 64) && f.size > 0 && hub.selects(f.path), "{f:?}");
+                }
+            } else {
+                assert!(!hub.file_suffixes.is_empty(), "{}: selects nothing", s.name);
+            }
+        }
+        let rsicd = source("rsicd").unwrap().hub.unwrap();
+        assert_eq!(rsicd.repo, "arampacha/rsicd");
+        assert!(rsicd.selects("data/train-00000-of-00001.parquet") && !rsicd.selects("README.md"));
+    }
+
+    #[test]
+    fn the_pin_block_is_the_rust_of_a_pinned_entry() {
+        let hub = HubDataset {
+            repo: "org/data",
+            revision: "main",
+            file_suffixes: &[".parquet"],
+            pinned: &[],
+        };
+        let block = hub.pin_block("0123abcd", [("data/a.parquet", 1_234_567, "ff00")]);
+        let expected = r#"        hub: Some(HubDataset {
+            repo: "org/data",
+            revision: "0123abcd",
+            file_suffixes: &[".parquet"],
+            pinned: &[
+                PinnedFile {
+                    path: "data/a.parquet",
+                    size: 1_234_567,
+                    sha256: "ff00",
+                },
+            ],
+        }),
+"#;
+        assert_eq!(block, expected);
+        assert_eq!(
+            (digits(0), digits(999), digits(1000)),
+            ("0".into(), "999".into(), "1_000".into())
+        );
     }
 }

@@ -98,8 +98,17 @@ pub enum Command {
     Download {
         /// Known source name: rsicd, ucm-captions, sydney-captions, riscm.
         name: Option<String>,
+        /// Where the files go (a hub dataset's with their repo paths, e.g. data/train-….parquet, and source.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Hub dataset sources only (rsicd): a branch, tag or commit instead of the table's revision. The table's
+        /// pins describe its own commit, so another revision is downloaded unpinned (its checksums are printed).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Hub dataset sources only: write into a non-empty --out, replacing the dataset's files and source.json
+        /// there (other files are left alone).
+        #[arg(long)]
+        overwrite: bool,
         /// Any URL (a mirror); the file name is taken from the URL unless --file-name is given.
         #[arg(long)]
         url: Option<String>,
@@ -128,9 +137,10 @@ pub struct NetArgs {
     /// Seconds before the first retry; doubled for each further one.
     #[arg(long, default_value_t = 2.0)]
     pub retry_delay: f64,
-    /// Seconds without any data from the server before an attempt is abandoned (and retried).
-    #[arg(long, default_value_t = 60.0)]
-    pub read_timeout: f64,
+    /// Seconds without any data from the server before an attempt is abandoned (and retried) [default: 60; for
+    /// a hub dataset, HF_HUB_DOWNLOAD_TIMEOUT, else 30].
+    #[arg(long)]
+    pub read_timeout: Option<f64>,
     /// Largest download accepted when neither the source nor the server gives a size, e.g. 500M, 64G.
     #[arg(long, value_parser = parse_bytes, default_value = "64G")]
     pub max_size: u64,
@@ -205,9 +215,28 @@ pub fn run(cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Download { name, out, url, file_name, sha256, kaggle, list, net } => {
-            run_download(name.as_deref(), out, url, file_name, sha256, kaggle, list, &net)
-        }
+        Command::Download {
+            name,
+            out,
+            revision,
+            overwrite,
+            url,
+            file_name,
+            sha256,
+            kaggle,
+            list,
+            net,
+        } => run_download(
+            name.as_deref(),
+            out,
+            HubArgs { revision, overwrite },
+            url,
+            file_name,
+            sha256,
+            kaggle,
+            list,
+            &net,
+        ),
     }
 }
 
@@ -320,7 +349,8 @@ fn fetch(
     let opts = DownloadOptions {
         retries: net.retries,
         backoff: seconds("retry-delay", net.retry_delay)?,
-        read_timeout: seconds("read-timeout", net.read_timeout)?.max(Duration::from_millis(1)),
+        read_timeout: seconds("read-timeout", net.read_timeout.unwrap_or(60.0))?
+            .max(Duration::from_millis(1)),
         max_size: net.max_size,
         basic_auth: auth,
         progress: Some(&progress),
@@ -349,9 +379,37 @@ fn fetch(
     Ok(())
 }
 
+/// The options of `download` that only hub dataset sources take.
+struct HubArgs {
+    revision: Option<String>,
+    overwrite: bool,
+}
+
+impl HubArgs {
+    /// Refuses them for a source that is not a hub dataset (`what` says what it is instead).
+    fn refuse_for(&self, what: &str) -> Result<()> {
+        let given: Vec<&str> =
+            [(self.revision.is_some(), "--revision"), (self.overwrite, "--overwrite")]
+                .into_iter()
+                .filter_map(|(set, flag)| set.then_some(flag))
+                .collect();
+        if !given.is_empty() {
+            let hub: Vec<&str> =
+                SOURCES.iter().filter(|s| s.hub.is_some()).map(|s| s.name).collect();
+            bail!(
+                "{} applies to hub dataset sources only ({}); {what}",
+                given.join(" and "),
+                hub.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 fn run_download(
     name: Option<&str>,
     out: Option<PathBuf>,
+    hub_args: HubArgs,
     url: Option<String>,
     file_name: Option<String>,
     sha256: Option<String>,
@@ -363,7 +421,8 @@ fn run_download(
         println!("{:<16} {:<8} files  description", "name", "auth");
         for s in SOURCES {
             let auth = if s.auth == Auth::Kaggle { "kaggle" } else { "none" };
-            println!("{:<16} {:<8} {:>5}  {}", s.name, auth, s.files.len(), s.description);
+            let files = if s.hub.is_some() { "hub".to_string() } else { s.files.len().to_string() };
+            println!("{:<16} {:<8} {:>5}  {}", s.name, auth, files, s.description);
             println!("{:<32}{}", "", s.notes);
         }
         println!("\nany file: cargo xtask download --url <url> --sha256 <hex> --out <dir>");
@@ -371,6 +430,7 @@ fn run_download(
     }
     let out = out.context("--out <dir> is required")?;
     if let Some(url) = url {
+        hub_args.refuse_for("--url downloads one file, checked with --sha256")?;
         let name = file_name
             .or_else(|| {
                 url.rsplit('/').next().map(|s| s.split('?').next().unwrap_or(s).to_string())
@@ -390,6 +450,11 @@ fn run_download(
         })?),
         None => None,
     };
+    if let Some(hub) = source.and_then(|s| s.hub) {
+        if kaggle.is_none() {
+            return download_hub(source.expect("hub source").name, &hub, &out, hub_args, net);
+        }
+    }
     let kaggle_slug = match (kaggle.as_deref(), source) {
         (Some(slug), _) => Some(slug),
         (None, Some(src)) if src.auth == Auth::Kaggle => {
@@ -401,6 +466,7 @@ fn run_download(
         _ => None,
     };
     if let Some(slug) = kaggle_slug {
+        hub_args.refuse_for("--kaggle downloads a Kaggle zip")?;
         let url = download::kaggle_url(slug)?;
         let creds = download::kaggle_credentials()?;
         let zip = out.join(format!("{}.zip", slug.replace('/', "_")));
@@ -410,10 +476,126 @@ fn run_download(
         return Ok(0);
     }
     let source = source.expect("name given");
+    hub_args.refuse_for(&format!(
+        "{} is downloaded from fixed URLs, each checked by its pinned SHA-256 where the table has one",
+        source.name
+    ))?;
     for f in source.files {
         let expect = Expect { size: f.size, sha256: f.sha256.map(str::to_string) };
         fetch(f.url, &out.join(f.file_name), &expect, None, net)?;
     }
     println!("{}\nnext: cargo xtask validate --dataset {}", source.notes, out.display());
+    Ok(0)
+}
+
+/// A hub dataset source (docs/data.md, "Downloads"): into the Hugging Face cache through the `hub` crate, pinned
+/// or recording what to pin, then into `out` with the files' repo paths and `source.json`. SIGINT, SIGTERM and
+/// SIGHUP stop it after the current chunk, the partial file kept for the next run, with exit code 128 + the signal.
+fn download_hub(
+    name: &str,
+    source: &download::HubDataset,
+    out: &Path,
+    args: HubArgs,
+    net: &NetArgs,
+) -> Result<i32> {
+    // Before anything is downloaded: a refusal must not come after gigabytes.
+    hub::check_out(out, args.overwrite)?;
+    interrupt::install("keeping what was received for a resume, stopping after this chunk");
+    let mut opts = hub::Options::from_env();
+    opts.should_stop = Some(|| interrupt::requested().is_some());
+    opts.retries = net.retries;
+    opts.backoff = seconds("retry-delay", net.retry_delay)?;
+    if let Some(t) = net.read_timeout {
+        opts.timeout = seconds("read-timeout", t)?.max(Duration::from_millis(1));
+    }
+    let revision = args.revision.unwrap_or_else(|| source.revision.to_string());
+    // The pins describe the table's commit only; another revision is recorded instead.
+    let is_commit = |r: &str| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit());
+    let same = revision == source.revision
+        || (is_commit(&revision) && revision.eq_ignore_ascii_case(source.revision));
+    let pins: Vec<hub::Pin> = if same {
+        let pin = |f: &download::PinnedFile| hub::Pin {
+            path: f.path.to_string(),
+            size: f.size,
+            sha256: f.sha256.to_string(),
+        };
+        source.pinned.iter().map(pin).collect()
+    } else {
+        if source.is_pinned() {
+            eprintln!(
+                "note: the pins of {name} describe commit {}; --revision {revision} is downloaded unpinned",
+                source.revision
+            );
+        }
+        Vec::new()
+    };
+    let repo = hub::Repo::dataset(source.repo);
+    let snapshot = match hub::download_pinned(
+        &repo,
+        &revision,
+        &pins,
+        &|f| source.selects(f),
+        &opts,
+    ) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            if let (hub::HubError::Interrupted { .. }, Some(sig)) = (&e, interrupt::requested()) {
+                eprintln!("error: {e}");
+                return Ok(sig.exit_code());
+            }
+            if let hub::HubError::PinMismatch(m) = &e {
+                bail!(
+                    "{e}\nThe commit's real sizes and checksums: cargo xtask download {name} --revision {} --out \
+                     <an empty directory>",
+                    m.commit
+                );
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(sig) = interrupt::requested() {
+        eprintln!(
+            "{}: stopped before writing {}; the cache holds every file, so the next run only writes it",
+            sig.name(),
+            out.display()
+        );
+        return Ok(sig.exit_code());
+    }
+    let paths: Vec<String> = snapshot.files.iter().map(|f| f.path.clone()).collect();
+    let (linked, copied) = hub::export(&snapshot.dir, &paths, out, hub::LINK_FROM_BYTES)?;
+    let record = serde_json::json!({
+        "source": name,
+        "repo": source.repo,
+        "repo_type": "dataset",
+        "revision": revision,
+        "commit": snapshot.commit,
+        "pinned": snapshot.pinned,
+        "files": snapshot.files,
+    });
+    write_atomic(&out.join("source.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    println!("{}", snapshot.dir.display());
+    println!(
+        "{}: {} file(s) of {}@{} (commit {}): {linked} hard-linked to the cache, {copied} copied; source.json \
+         written",
+        out.display(),
+        snapshot.files.len(),
+        source.repo,
+        revision,
+        snapshot.commit
+    );
+    for f in &snapshot.files {
+        println!("  {}  {} bytes  sha256 {}", f.path, f.size, f.sha256);
+    }
+    if snapshot.pinned {
+        println!("verified: the commit and every file's size and sha256 match the pins in SOURCES");
+    } else {
+        println!(
+            "\nnot pinned: to pin {name} to exactly these files, replace the `hub: Some(…)` field of its entry in \
+             SOURCES (crates/rsicd-data/src/download.rs) with:\n"
+        );
+        let files = snapshot.files.iter().map(|f| (f.path.as_str(), f.size, f.sha256.as_str()));
+        print!("{}", source.pin_block(&snapshot.commit, files));
+    }
+    println!("\nnext: cargo xtask validate --dataset {}", out.display());
     Ok(0)
 }

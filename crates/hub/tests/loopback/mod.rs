@@ -1,4 +1,6 @@
-//! A loopback stand-in for the hub: the endpoints `hub` calls, answered as huggingface.co answers them.
+//! A loopback stand-in for the hub: the endpoints `hub` calls, answered as huggingface.co answers them, for model
+//! and dataset repos alike (a `RepoSpec` of kind `datasets` is served under `/api/datasets/…` and `/datasets/…`,
+//! its files with their folders, e.g. `data/train.parquet`). Also included by crates/tools/tests (`#[path]`).
 //!
 //! - `GET /api/{models|datasets}/{org}/{name}/revision/{rev}`: `{"sha", "siblings": [{"rfilename"}]}`;
 //! - `HEAD|GET /{datasets/}{org}/{name}/resolve/{rev}/{file}`: a regular file is answered directly (git-sha1
@@ -218,7 +220,9 @@ impl State {
             return reply(404, "no such endpoint");
         };
         if let Some(new_id) = renamed(org, name) {
-            return reply(307, "").header("Location", format!("/{new_id}/resolve/{rev}/{file}"));
+            let prefix = if kind == "datasets" { "/datasets" } else { "" };
+            return reply(307, "")
+                .header("Location", format!("{prefix}/{new_id}/resolve/{rev}/{file}"));
         }
         let Some(repo) = self.find(kind, &format!("{org}/{name}")) else {
             return reply(404, "Repository not found").header("X-Error-Code", "RepoNotFound");
