@@ -19,12 +19,14 @@
 mod attention;
 mod cases;
 mod ddp;
+mod fma_probe;
 mod fullsize;
 mod generate;
 mod gpu_memory;
 pub mod inputs;
 mod machine;
 mod profile;
+mod read_bound;
 mod report;
 mod rss;
 mod runner;

@@ -118,25 +118,25 @@ impl Gemma {
     }
 
     /// The output head for the rows of one decoding step `[rows, D]` (a batch, or the beams): the same product as
-    /// `logits`, computed as `(E h^T)^T` on CPU in f32. MKL runs `h E^T` for a few rows far below memory bandwidth
-    /// (it repacks the 257k x D table on every call, and its one-row product is no faster), while `E h^T` with `h^T`
-    /// left as a transposed view streams the table once. A single row is padded to two, which takes that path too.
-    /// Measured on the 2-core development machine (257,216 x 256 table, one read = 6.8 ms at the measured 38.6
-    /// GB/s): 1 row 24.3 -> 7.3 ms, 3 rows 28.6 -> 8.2 ms, 8 rows 28.4 -> 13.4 ms (docs/benchmarks.md). Other dtypes
-    /// and CUDA keep `logits`. Values may differ from `logits` in the last bits (another summation order);
-    /// generation is tested to give the ids transformers gives.
+    /// `logits`. On CPU, crates/smallmm streams the table once at close to the read bound where its rule picks it
+    /// (f32, and bf16 at 1-2 rows; docs/benchmarks.md). Otherwise, in f32, `(E h^T)^T` with `h^T` left as a
+    /// transposed view: MKL runs `h E^T` for a few rows far below memory bandwidth (it repacks the 257k x D table on
+    /// every call), while that form streams the table once; a single row is padded to two, which takes that path too.
+    /// Other dtypes and CUDA keep `logits`. Values may differ from `logits` in the last bits (another summation
+    /// order); generation is tested to give the ids transformers gives.
     pub fn logits_decode(&self, hidden: &Tensor) -> Tensor {
         let e = &self.embed_tokens;
-        if hidden.dim() != 2 || e.device() != Device::Cpu || e.kind() != Kind::Float {
+        if hidden.dim() != 2 || e.device() != Device::Cpu {
             return self.logits(hidden);
         }
-        let rows = hidden.size()[0];
-        let h = hidden.to_kind(Kind::Float);
-        // A few rows: crates/smallmm streams the table once at close to the read bound (docs/benchmarks.md);
-        // `None` where its rule leaves the product to libtorch.
+        let h = hidden.to_kind(e.kind());
         if let Some(logits) = smallmm::linear(&h, e) {
             return self.softcap(logits);
         }
+        if e.kind() != Kind::Float {
+            return self.logits(hidden);
+        }
+        let rows = h.size()[0];
         let h = if rows == 1 { h.repeat([2, 1]) } else { h };
         let logits = e.matmul(&h.tr()).tr().narrow(0, 0, rows).contiguous();
         self.softcap(logits)

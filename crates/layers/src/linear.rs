@@ -14,7 +14,7 @@ pub struct Linear {
 }
 
 /// The most rows a layer's product hands to crates/smallmm (see `forward_t`).
-const LAYER_ROWS: usize = 8;
+pub const SMALL_ROWS: usize = 8;
 
 impl Linear {
     /// `weight [out, in]` (+ `bias [out]`) under `path`, as `nn.Linear` names them.
@@ -73,7 +73,7 @@ impl Linear {
             // to 8 rows: beyond that, measured in the decode loop (bench generate, beam 3 x batch 8 = 24 rows), the
             // layers were slower than libtorch's, whatever the kernel alone measured.
             let rows = xs.numel() / (xs.size().last().copied().unwrap_or(1).max(1) as usize);
-            let small = (rows <= LAYER_ROWS).then(|| smallmm::linear(xs, &self.weight)).flatten();
+            let small = (rows <= SMALL_ROWS).then(|| smallmm::linear(xs, &self.weight)).flatten();
             match small {
                 Some(y) => match &self.bias {
                     Some(b) => y + b,

@@ -105,6 +105,7 @@ fn run(
             soft: soft_prompt.map(|s| s.shallow_clone()),
             cache: cfg.use_cache.then(|| KvCache::new(model.language_model.layers.len())),
             timings,
+            one_thread: None,
         };
         state.lap(BLOCK_REST);
         state.feats = model.image_features(&pixel_values.to_device(model.device()));
@@ -112,7 +113,8 @@ fn run(
         let ids =
             if cfg.num_beams <= 1 { greedy(&mut state, cfg) } else { beam_search(&mut state, cfg) };
         state.lap(BLOCK_REST);
-        (ids, state.timings)
+        state.one_thread = None;
+        (ids, state.timings.take())
     })
 }
 
@@ -125,6 +127,65 @@ struct State<'a> {
     soft: Option<Tensor>,
     cache: Option<KvCache>,
     timings: Option<Timings>,
+    /// From the first cached step on, when [`smallmm_decodes`]: libtorch on one thread.
+    one_thread: Option<OneThread>,
+}
+
+/// Whether every product of a cached decoding step with `rows` rows runs in crates/smallmm: the decoder layers'
+/// (`layers::Linear`'s rule: at most `layers::SMALL_ROWS` rows, then `smallmm::chosen`) and the output head's
+/// (`gemma::Gemma::logits_decode`), on CPU. libtorch is then left the step's small element-wise ops, which one thread
+/// runs faster than a team: a team's idle OpenMP workers spin for milliseconds after each op (libgomp's default wait
+/// policy) on the cores smallmm's threads need. Measured on the 2-core development machine, mid-size PaliGemma, f32:
+/// greedy step at batch 1 15.8 -> 12.0 ms, batch 8 22.0 -> 15.4 ms, beam 3 at batch 1 22.4 -> 17.2 ms
+/// (docs/benchmarks.md, issue 14).
+fn smallmm_decodes(model: &PaliGemma, rows: i64) -> bool {
+    let kind = match model.language_model.embed_tokens.kind() {
+        Kind::Float => smallmm::WeightKind::F32,
+        Kind::BFloat16 => smallmm::WeightKind::Bf16,
+        _ => return false,
+    };
+    let t = &model.config.text_config;
+    let (h, q, kv, ff) = (
+        t.hidden_size,
+        t.num_attention_heads * t.head_dim,
+        t.num_key_value_heads * t.head_dim,
+        t.intermediate_size,
+    );
+    let products = [(q, h), (kv, h), (h, q), (ff, h), (h, ff), (t.vocab_size, h)];
+    let rows = rows as usize;
+    model.device() == tch::Device::Cpu
+        && rows <= layers::SMALL_ROWS
+        && products.iter().all(|&(n, k)| smallmm::chosen(rows, n as usize, k as usize, kind))
+}
+
+/// libtorch on one intra-op thread while any `OneThread` lives; the count from before the first is restored when
+/// the last is dropped. Counted, because libtorch's thread count is one per process and two generations may overlap
+/// (a library user's threads): each saving and restoring its own would leave the process on one thread.
+struct OneThread(());
+
+/// Live guards and the thread count from before the first.
+static ONE_THREAD: std::sync::Mutex<(usize, i32)> = std::sync::Mutex::new((0, 0));
+
+impl OneThread {
+    fn new() -> OneThread {
+        let mut held = ONE_THREAD.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            held.1 = tch::get_num_threads();
+            tch::set_num_threads(1);
+        }
+        held.0 += 1;
+        OneThread(())
+    }
+}
+
+impl Drop for OneThread {
+    fn drop(&mut self) {
+        let mut held = ONE_THREAD.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 == 0 {
+            tch::set_num_threads(held.1);
+        }
+    }
 }
 
 impl State<'_> {
@@ -140,6 +201,10 @@ impl State<'_> {
         self.lap(BLOCK_REST);
         let t = self.ids.size()[1];
         let seen = self.cache.as_ref().map_or(0, KvCache::len);
+        if seen > 0 && self.one_thread.is_none() && smallmm_decodes(self.model, self.ids.size()[0])
+        {
+            self.one_thread = Some(OneThread::new());
+        }
         let xs = if seen == 0 {
             self.model.embed(&self.ids, &self.segments, Some(&self.feats), self.soft.as_ref())
         } else {
@@ -297,4 +362,23 @@ fn gather_beams(t: &Tensor, index: &Tensor) -> Tensor {
         idx = idx.unsqueeze(-1);
     }
     t.gather(1, &idx.expand(&shape, false), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OneThread;
+
+    #[test]
+    fn overlapping_one_thread_guards_restore_the_count_from_before_the_first() {
+        let before = tch::get_num_threads();
+        tch::set_num_threads(2);
+        let a = OneThread::new();
+        assert_eq!(tch::get_num_threads(), 1);
+        let b = OneThread::new();
+        drop(a); // the first one ends while the second still runs: still one thread
+        assert_eq!(tch::get_num_threads(), 1);
+        drop(b);
+        assert_eq!(tch::get_num_threads(), 2);
+        tch::set_num_threads(before);
+    }
 }

@@ -13,7 +13,7 @@
 //!   autograd or the [`chosen`] rule says libtorch should do it, so callers write
 //!   `smallmm::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))`.
 //! - Threads: rayon's global pool (`RAYON_NUM_THREADS`, default one per CPU), over blocks of weight rows; weights
-//!   under 4 MB on the calling thread.
+//!   under 1 MB on the calling thread.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
 //!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process).
@@ -154,9 +154,11 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
 }
 
 /// Weights smaller than this are done on the calling thread: waking rayon's workers (tens of µs on the project's
-/// VM) costs more than the second core saves (measured, f32 from memory at 1 and 8 rows: one thread faster up to
-/// 2 MB, as fast at 8-16 MB; two threads win on the head's short rows and at 32 rows, where the multiply-adds count).
-const SEQUENTIAL_BYTES: usize = 4 << 20;
+/// VM) costs more than the second core saves. Measured alone, f32 from memory at 1 and 8 rows, one thread was faster
+/// up to 2 MB, but with libtorch's spinning OpenMP workers taking the other core; in the decode loop, with libtorch on
+/// one thread there (`paligemma::generate`), the mid-size model's 2 MB MLP products on two threads took its decoder
+/// stack at one row from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14).
+const SEQUENTIAL_BYTES: usize = 1 << 20;
 
 /// Weight bytes per rayon item (rayon splits the range of items adaptively; an item is a contiguous block of weight
 /// rows, streamed once).

@@ -1,0 +1,175 @@
+//! The memory-bandwidth bound of a cached decoding step (issue 14), measured in the run that reports against it.
+//!
+//! A decoding step with a few rows (batch × beams) multiplies each of them by every weight of the decoder, the tied
+//! output head included, and attends over the KV cache: at least one read of all of those bytes. It can therefore
+//! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
+//! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
+//! of a sum over a 256 MB tensor through libtorch and a plain vectorisable Rust loop over the same amount (neither
+//! writes anything back, so neither pays for more than the read), each the median of 15 calls as the steps are.
+use paligemma::names::LANGUAGE;
+use paligemma::PaliGemmaConfig;
+use std::time::Instant;
+
+/// Bytes each read probe sums over: far beyond any cache, as the decoder's weights are.
+pub const PROBE_BYTES: usize = 256 << 20;
+
+/// Read speeds in bytes per second.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadSpeed {
+    /// `x.sum()` over a 256 MB f32 tensor, libtorch's reduction kernel on its intra-op threads (median call).
+    pub torch: f64,
+    /// The same sum in Rust, 16 independent accumulators per thread (auto-vectorised), on a pool of the run's size.
+    pub rust: f64,
+}
+
+impl ReadSpeed {
+    /// The bound's speed: the faster probe.
+    pub fn best(&self) -> f64 {
+        self.torch.max(self.rust)
+    }
+}
+
+/// Both probes, 15 calls each after one that faults the pages in; each speed is that of the median call. Medians,
+/// as the step times they are compared with: on a shared machine the read speed swings (30-57 GB/s measured on the
+/// 2-core development VM within minutes), and a best call against median steps would measure the swings. The Rust
+/// probe runs after a pause: right after a libtorch op, libtorch's idle OpenMP workers spin on the cores its threads
+/// need (measured: 22 against 40 GB/s interleaved).
+pub fn measure(threads: usize) -> anyhow::Result<ReadSpeed> {
+    use tch::{Device, Kind, Tensor};
+    tch::set_num_threads(threads as i32);
+    let n = PROBE_BYTES / 4;
+    let t = Tensor::ones([n as i64], (Kind::Float, Device::Cpu));
+    let torch = median_speed(|| {
+        let _ = t.sum(Kind::Float).double_value(&[]);
+    });
+    drop(t);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+    let data = vec![1.0f32; n];
+    let rust = median_speed(|| {
+        std::hint::black_box(pool.install(|| sum(std::hint::black_box(&data))));
+    });
+    Ok(ReadSpeed { torch, rust })
+}
+
+/// Bytes per second of the median of 15 calls of `read` (one more first, untimed), each reading [`PROBE_BYTES`].
+fn median_speed(mut read: impl FnMut()) -> f64 {
+    read();
+    let mut times: Vec<f64> = (0..15)
+        .map(|_| {
+            let started = Instant::now();
+            read();
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    PROBE_BYTES as f64 / times[times.len() / 2]
+}
+
+/// Sum of `data` over rayon's current pool: 16 lanes per chunk so the compiler keeps 16 independent accumulators.
+fn sum(data: &[f32]) -> f32 {
+    use rayon::prelude::*;
+    data.par_chunks(1 << 16)
+        .map(|chunk| {
+            let mut acc = [0.0f32; 16];
+            let mut blocks = chunk.chunks_exact(16);
+            for b in &mut blocks {
+                for (a, x) in acc.iter_mut().zip(b) {
+                    *a += x;
+                }
+            }
+            acc.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
+        })
+        .sum()
+}
+
+/// What one cached decoding step has to read and compute, averaged over the steps of a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepBytes {
+    /// Every parameter of the language model once (the tied embedding once, as the output head).
+    pub weights: f64,
+    /// Keys and values of every layer over the cache the step attends to (a sliding-window layer only its window).
+    pub kv: f64,
+    /// Multiply-adds: each row against every weight matrix (norms left out) and, per query head, against the keys
+    /// and the values it attends to.
+    pub fmas: f64,
+}
+
+impl StepBytes {
+    pub fn total(&self) -> f64 {
+        self.weights + self.kv
+    }
+}
+
+/// The bytes of one decoding step of a call that started from a `prefix`-token cache (image tokens and prompt,
+/// padding included) and generated `new_tokens` positions for `rows` rows, in a dtype of `elem` bytes. Step `s`
+/// (`1..new_tokens`) attends over `prefix + s` positions, or at most the window on sliding-window layers.
+pub fn decode_step_bytes(
+    cfg: &PaliGemmaConfig,
+    elem: f64,
+    rows: usize,
+    prefix: usize,
+    new_tokens: usize,
+) -> StepBytes {
+    let text = format!("{}.{}.", LANGUAGE[0], LANGUAGE[1]);
+    let shapes: Vec<Vec<i64>> = cfg
+        .parameter_shapes()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&text))
+        .map(|(_, shape)| shape)
+        .collect();
+    let params: i64 = shapes.iter().map(|s| s.iter().product::<i64>()).sum();
+    let matrices: i64 = shapes.iter().filter(|s| s.len() == 2).map(|s| s[0] * s[1]).sum();
+    let t = &cfg.text_config;
+    let steps = new_tokens.saturating_sub(1).max(1);
+    let mut positions = 0.0; // over layers and steps
+    for layer in 0..t.num_hidden_layers as usize {
+        let window = t.layer_window(layer).map(|w| w as usize);
+        for s in 1..=steps {
+            let len = prefix + s;
+            positions += window.map_or(len, |w| len.min(w)) as f64;
+        }
+    }
+    let positions = positions / steps as f64;
+    let per_position = 2.0 * (t.num_key_value_heads * t.head_dim) as f64 * rows as f64;
+    let attention = 2.0 * (t.num_attention_heads * t.head_dim) as f64 * rows as f64 * positions;
+    StepBytes {
+        weights: params as f64 * elem,
+        kv: positions * per_position * elem,
+        fmas: rows as f64 * matrices as f64 + attention,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_bytes_count_the_text_weights_once_and_the_cache_by_layer() {
+        let mut cfg = PaliGemmaConfig::tiny(64, 63);
+        let t = cfg.text_config.clone();
+        let b = decode_step_bytes(&cfg, 4.0, 3, 10, 5);
+        let (h, kv) = (t.hidden_size, t.num_key_value_heads * t.head_dim);
+        let q = t.num_attention_heads * t.head_dim;
+        let layer = h * q * 2 + h * kv * 2 + 3 * h * t.intermediate_size;
+        let norms = gemma::DecoderLayer::norm_names(t.architecture()).len() as i64 * h;
+        let params = t.vocab_size * h + t.num_hidden_layers * (layer + norms) + h;
+        assert_eq!(b.weights, params as f64 * 4.0);
+        // Steps 1..4 attend over 11..14 positions: 12.5 on average, per layer, K and V, 3 rows.
+        let expect = t.num_hidden_layers as f64 * 12.5 * 2.0 * kv as f64 * 4.0 * 3.0;
+        assert!((b.kv - expect).abs() < 1e-9, "{} vs {expect}", b.kv);
+        let matrices = t.vocab_size * h + t.num_hidden_layers * layer;
+        let attention = t.num_hidden_layers as f64 * 12.5 * 2.0 * q as f64 * 3.0;
+        assert!((b.fmas - (3 * matrices) as f64 - attention).abs() < 1e-6, "{}", b.fmas);
+        // A window of 12 on every layer caps the last two steps.
+        cfg.text_config = t.into_gemma2(12);
+        cfg.text_config.layer_types = None;
+        let w = decode_step_bytes(&cfg, 4.0, 3, 10, 5);
+        let layers = cfg.text_config.num_hidden_layers as f64;
+        let sliding = (layers / 2.0).ceil();
+        let per = 2.0 * kv as f64 * 4.0 * 3.0;
+        let expect =
+            (sliding * (11.0 + 12.0 + 12.0 + 12.0) / 4.0 + (layers - sliding) * 12.5) * per;
+        assert!((w.kv - expect).abs() < 1e-9, "{} vs {expect}", w.kv);
+    }
+}
