@@ -1,52 +1,15 @@
 //! `hub` against a loopback hub (tests/loopback): the cache layout huggingface_hub writes, resumes with `Range`,
 //! verification, gated repos, offline use and a pre-filled cache that costs no request. Every test has its own
 //! server, cache and `Options` (nothing touches the process environment: the tests run in parallel threads).
+mod common;
 mod loopback;
 
-use hub::{HubError, Options, Repo};
+use common::{options, random_bytes, TempDir};
+use hub::{HubError, Repo};
 use loopback::{sha256_hex, File, RepoSpec, Server, COMMIT};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// A temporary folder, removed when the test ends (passed or not).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hub-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn options(server: &str, cache: &Path) -> Options {
-    let mut opts = Options::new(cache);
-    opts.endpoint = server.to_string();
-    opts.timeout = Duration::from_secs(5);
-    opts.retries = 0;
-    opts.backoff = Duration::from_millis(10);
-    opts.progress = false;
-    opts
-}
-
-/// Deterministic bytes that compress badly, like weights.
-fn weights(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 56) as u8
-        })
-        .collect()
-}
 
 fn file(name: &str, bytes: impl Into<Vec<u8>>, lfs: bool) -> File {
     File { name: name.to_string(), bytes: bytes.into(), lfs }
@@ -67,9 +30,9 @@ fn model_repo(id: &str, token: Option<&str>) -> RepoSpec {
             file("config.json", r#"{"model_type": "paligemma"}"#, false),
             file("tokenizer.json", r#"{"model": {}}"#, false),
             file("model.safetensors.index.json", index, false),
-            file("model-00001-of-00002.safetensors", weights(300_000, 1), true),
-            file("model-00002-of-00002.safetensors", weights(200_000, 2), true),
-            file("pytorch_model.bin", weights(1000, 3), true),
+            file("model-00001-of-00002.safetensors", random_bytes(300_000, 1), true),
+            file("model-00002-of-00002.safetensors", random_bytes(200_000, 2), true),
+            file("pytorch_model.bin", random_bytes(1000, 3), true),
         ],
         token: token.map(str::to_string),
     }
@@ -89,9 +52,9 @@ fn downloads_a_snapshot_into_the_huggingface_hub_cache_layout() {
     assert_eq!(dir, repo_dir.join("snapshots").join(COMMIT));
     assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(), COMMIT);
     let shard = dir.join("model-00001-of-00002.safetensors");
-    let sha = sha256_hex(&weights(300_000, 1));
+    let sha = sha256_hex(&random_bytes(300_000, 1));
     assert_eq!(std::fs::read_link(&shard).unwrap(), Path::new("../../blobs").join(&sha));
-    assert_eq!(std::fs::read(&shard).unwrap(), weights(300_000, 1));
+    assert_eq!(std::fs::read(&shard).unwrap(), random_bytes(300_000, 1));
     assert_eq!(
         std::fs::read_to_string(dir.join("config.json")).unwrap(),
         r#"{"model_type": "paligemma"}"#
@@ -135,7 +98,7 @@ fn a_cut_connection_is_resumed_with_range_on_the_next_run_and_verified() {
     let message = err.to_string();
     assert!(matches!(err, HubError::Download { .. }), "{err:?}");
     assert!(message.contains("run the same command again to resume"), "{message}");
-    let sha = sha256_hex(&weights(300_000, 1));
+    let sha = sha256_hex(&random_bytes(300_000, 1));
     let part = tmp.0.join("models--google--pg-test/blobs").join(format!("{sha}.incomplete"));
     let kept = std::fs::metadata(&part).unwrap().len();
     assert_eq!(kept, 150_000);
@@ -146,7 +109,7 @@ fn a_cut_connection_is_resumed_with_range_on_the_next_run_and_verified() {
     assert_eq!(cdn[1].range.as_deref(), Some("bytes=150000-"));
     assert_eq!(
         std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap(),
-        weights(300_000, 1)
+        random_bytes(300_000, 1)
     );
     assert!(!part.exists());
 }
@@ -163,7 +126,7 @@ fn a_cut_connection_is_resumed_within_one_call_by_a_retry() {
     assert_eq!(ranges, [None, Some("bytes=150000-".to_string()), None]);
     assert_eq!(
         std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap(),
-        weights(300_000, 1)
+        random_bytes(300_000, 1)
     );
 }
 
@@ -182,7 +145,7 @@ fn a_stalled_transfer_times_out_and_resumes() {
     assert_eq!(ranges[1].as_deref(), Some("bytes=150000-"));
     assert_eq!(
         std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap(),
-        weights(300_000, 1)
+        random_bytes(300_000, 1)
     );
 }
 
@@ -292,7 +255,7 @@ fn offline_without_the_files_is_an_error_that_names_what_is_missing() {
 #[test]
 fn datasets_have_their_own_cache_folder_and_urls() {
     let tmp = TempDir::new("dataset");
-    let parquet = weights(70_000, 9);
+    let parquet = random_bytes(70_000, 9);
     let spec = RepoSpec {
         kind: "datasets",
         id: "someone/captions".into(),
@@ -363,7 +326,7 @@ fn a_stop_request_keeps_the_partial_file_for_the_next_run() {
     assert_eq!(last.range, Some(format!("bytes={bytes}-")));
     assert_eq!(
         std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap(),
-        weights(300_000, 1)
+        random_bytes(300_000, 1)
     );
 }
 

@@ -2,52 +2,14 @@
 //! file by file (a wrong pin fails naming the file and both values, before the bytes when the hub announces them),
 //! a cache holding the pinned commit costs no request, and unpinned downloads record the commit and checksums that
 //! pin them. Every test has its own server, cache and `Options`.
+mod common;
 mod loopback;
 
-use hub::{HubError, Options, Pin, Repo};
+use common::{options, random_bytes, TempDir};
+use hub::{HubError, Pin, Repo};
 use loopback::{sha256_hex, File, RepoSpec, Server, COMMIT};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-/// A temporary folder, removed when the test ends (passed or not).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hub-pinned-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn options(server: &str, cache: &Path) -> Options {
-    let mut opts = Options::new(cache);
-    opts.endpoint = server.to_string();
-    opts.timeout = Duration::from_secs(5);
-    opts.retries = 0;
-    opts.backoff = Duration::from_millis(10);
-    opts.progress = false;
-    opts
-}
-
-/// Bytes that compress badly, like parquet pages of JPEGs.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 56) as u8
-        })
-        .collect()
-}
 
 const ID: &str = "someone/rsicd-like";
 const TRAIN: &str = "data/train-00000-of-00001.parquet";
@@ -57,9 +19,9 @@ const TEST: &str = "data/test-00000-of-00001.parquet";
 
 fn content(name: &str) -> Vec<u8> {
     match name {
-        TRAIN => bytes(90_000, 1),
-        VALID => bytes(20_000, 2),
-        TEST => bytes(3_000, 3),
+        TRAIN => random_bytes(90_000, 1),
+        VALID => random_bytes(20_000, 2),
+        TEST => random_bytes(3_000, 3),
         _ => b"# a dataset card".to_vec(),
     }
 }

@@ -4,11 +4,15 @@
 //! non-empty `--out` needs `--overwrite`, the hub-only options are refused elsewhere, and a signal stops the
 //! download resumably with 128 + its number. No network beyond 127.0.0.1.
 #[allow(dead_code)]
+#[path = "../../hub/tests/common/mod.rs"]
+mod common;
+#[allow(dead_code)]
 #[path = "../../hub/tests/loopback/mod.rs"]
 mod loopback;
 
+use common::TempDir;
 use loopback::{sha256_hex, File, RepoSpec, Server, COMMIT};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -35,24 +39,6 @@ fn rsicd() -> RepoSpec {
             file(VALID, fixture(VALID), true),
         ],
         token: None,
-    }
-}
-
-/// A test's folder (cache and outputs), removed however the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("pgtools-hub-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
