@@ -160,26 +160,15 @@ fn check_announced(
     pin: &Pin,
     meta: &http::FileMeta,
 ) -> Result<(), HubError> {
-    let mismatch = |what, expected: String, found: String| {
-        HubError::PinMismatch(Box::new(PinMismatch {
-            repo: repo.id.clone(),
-            commit: commit.to_string(),
-            file: pin.path.clone(),
-            what,
-            expected,
-            found: format!("{found} as the hub announces it (nothing was downloaded)"),
-            fix: "The pin is wrong: a commit's files never change on the hub. Download the same commit unpinned \
-                  to see the real values"
-                .to_string(),
-        }))
-    };
-    if let Some(size) = meta.size.filter(|&s| s != pin.size) {
-        return Err(mismatch("size", format!("{} bytes", pin.size), format!("{size} bytes")));
-    }
-    if fetch::is_sha256(&meta.etag) && !meta.etag.eq_ignore_ascii_case(&pin.sha256) {
-        return Err(mismatch("sha256", pin.sha256.clone(), meta.etag.to_ascii_lowercase()));
-    }
-    Ok(())
+    let sha256 = fetch::is_sha256(&meta.etag).then(|| meta.etag.to_ascii_lowercase());
+    let fix = "The pin is wrong: a commit's files never change on the hub. Download the same commit unpinned to see \
+               the real values";
+    compare(
+        (repo, commit, pin),
+        (meta.size, sha256.as_deref()),
+        "as the hub announces it (nothing was downloaded)",
+        fix,
+    )
 }
 
 /// The file in the snapshot against its pin.
@@ -193,33 +182,47 @@ fn check_found(
     let entry = dir.join(&pin.path);
     // The bytes live in the blob the snapshot links to: that is the file to delete.
     let blob = std::fs::canonicalize(&entry).unwrap_or(entry);
+    let fix = format!(
+        "Either the pin is wrong (a commit's files never change on the hub: download the same commit unpinned to \
+         see the real values), or the cached copy was altered: delete {} and run the same command again",
+        blob.display()
+    );
+    compare(
+        (repo, commit, pin),
+        (Some(found.size), Some(&found.sha256)),
+        &format!("in {}", blob.display()),
+        &fix,
+    )
+}
+
+/// A file's size and sha256 (each where known) against its pin; a mismatch says where the found value comes from
+/// (`source`) and what to do (`fix`).
+fn compare(
+    (repo, commit, pin): (&Repo, &str, &Pin),
+    (size, sha256): (Option<u64>, Option<&str>),
+    source: &str,
+    fix: &str,
+) -> Result<(), HubError> {
     let mismatch = |what, expected: String, found: String| {
-        HubError::PinMismatch(Box::new(PinMismatch {
+        Err(HubError::PinMismatch(Box::new(PinMismatch {
             repo: repo.id.clone(),
             commit: commit.to_string(),
             file: pin.path.clone(),
             what,
             expected,
-            found: format!("{found} in {}", blob.display()),
-            fix: format!(
-                "Either the pin is wrong (a commit's files never change on the hub: download the same commit \
-                 unpinned to see the real values), or the cached copy was altered: delete {} and run the same \
-                 command again",
-                blob.display()
-            ),
-        }))
+            found: format!("{found} {source}"),
+            fix: fix.to_string(),
+        })))
     };
-    if found.size != pin.size {
-        return Err(mismatch(
-            "size",
-            format!("{} bytes", pin.size),
-            format!("{} bytes", found.size),
-        ));
+    if let Some(size) = size.filter(|&s| s != pin.size) {
+        return mismatch("size", format!("{} bytes", pin.size), format!("{size} bytes"));
     }
-    if !found.sha256.eq_ignore_ascii_case(&pin.sha256) {
-        return Err(mismatch("sha256", pin.sha256.clone(), found.sha256.clone()));
+    match sha256 {
+        Some(sha) if !sha.eq_ignore_ascii_case(&pin.sha256) => {
+            mismatch("sha256", pin.sha256.clone(), sha.to_ascii_lowercase())
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `file` of the snapshot: its size, and its sha256 (`verified`, when the download already checked it, else
