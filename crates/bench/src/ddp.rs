@@ -354,23 +354,14 @@ fn run_ranks(
     tag: &str,
     make: &dyn Fn(usize) -> Command,
 ) -> Result<f64> {
-    let port = free_port()?.to_string();
+    let port = free_port()?;
     let started = Instant::now();
     let (mut children, mut log_files) = (Vec::new(), Vec::new());
     let threads = threads.to_string();
     for rank in 0..world {
         let log = logs.join(format!("{tag}.rank{rank}.log"));
         let mut cmd = make(rank);
-        for var in ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"] {
-            cmd.env_remove(var);
-        }
-        if world > 1 {
-            cmd.env("RANK", rank.to_string())
-                .env("LOCAL_RANK", rank.to_string())
-                .env("WORLD_SIZE", world.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port);
-        }
+        distributed::RankEnv::local(rank, world, port).apply_to(&mut cmd);
         cmd.env("OMP_NUM_THREADS", &threads)
             .env("MKL_NUM_THREADS", &threads)
             .env("RAYON_NUM_THREADS", &threads)

@@ -2,13 +2,12 @@
 //! clear errors (non-zero exit, no panic) for bad input; captioning at scale: directories and glob patterns, a PEFT
 //! adapter, `--output` in JSONL, CSV and COCO results, `--resume`, never replacing a file without `--overwrite`,
 //! and runs stopped by SIGTERM or SIGKILL keeping what they finished.
+mod common;
+
+use common::root;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn pgrs(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pgrs")).current_dir(root()).args(args).output().unwrap()
@@ -592,17 +591,8 @@ fn resume_skips_the_images_already_written() {
 
 /// A `caption` with the default dispositions a terminal gives (a test runner may have SIGINT / SIGHUP ignored).
 fn spawn_caption(args: &[&str]) -> Child {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
-    // SAFETY: runs in the forked child before exec; signal() is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            Ok(())
-        });
-    }
+    common::terminal_signals(&mut cmd);
     cmd.current_dir(root())
         .args(["caption", "--model", MODEL, "--batch-size", "1"])
         .args(args)

@@ -28,21 +28,12 @@ fn free_port() -> u16 {
 /// `pgrs train <args>` as every rank of a `world`-rank run (one plain process for world 1). One thread per
 /// process, so one process and two ranks sum in the same order inside each kernel.
 fn launch(world: usize, args: &[String]) -> Vec<Child> {
-    let port = free_port().to_string();
+    let port = free_port();
     (0..world)
         .map(|rank| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
             cmd.current_dir(root()).arg("train").args(args).env("OMP_NUM_THREADS", "1");
-            for var in ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"] {
-                cmd.env_remove(var);
-            }
-            if world > 1 {
-                cmd.env("RANK", rank.to_string())
-                    .env("LOCAL_RANK", rank.to_string())
-                    .env("WORLD_SIZE", world.to_string())
-                    .env("MASTER_ADDR", "127.0.0.1")
-                    .env("MASTER_PORT", &port);
-            }
+            distributed::RankEnv::local(rank, world, port).apply_to(&mut cmd);
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
         })
         .collect()

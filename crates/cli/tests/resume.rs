@@ -71,20 +71,8 @@ fn run_json(run: &Path) -> serde_json::Value {
 }
 
 fn train(runs: &Path, data: &Path, extra: &[&str]) -> Command {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
-    // The trainer keeps signals it was started with ignored (nohup's convention), and a test runner started under
-    // nohup or as a background job of a non-interactive shell has SIGHUP / SIGINT ignored: give the trainer the
-    // default dispositions a terminal gives, so these tests test the handlers wherever they run.
-    // SAFETY: runs in the forked child before exec; signal() is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            Ok(())
-        });
-    }
+    common::terminal_signals(&mut cmd);
     cmd.current_dir(root())
         .args(["train", "--config", "experiments/demo.toml", "--quiet", "--runs-dir"])
         .arg(runs);

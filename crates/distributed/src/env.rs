@@ -12,6 +12,9 @@ pub struct RankEnv {
     pub master_port: u16,
 }
 
+/// The variables of the contract, as `from_env` reads them.
+const VARS: [&str; 5] = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"];
+
 impl RankEnv {
     /// A single process: rank 0 of 1 (no variables needed).
     pub fn single() -> Self {
@@ -22,6 +25,15 @@ impl RankEnv {
             master_addr: "127.0.0.1".into(),
             master_port: 0,
         }
+    }
+
+    /// Rank `rank` of `world` processes on this machine meeting at `127.0.0.1:port`; `single()` for world 1.
+    pub fn local(rank: usize, world: usize, port: u16) -> Self {
+        if world <= 1 {
+            return Self::single();
+        }
+        let master_addr = "127.0.0.1".into();
+        Self { rank, local_rank: rank, world_size: world, master_addr, master_port: port }
     }
 
     /// Reads the process's environment: `single()` when `WORLD_SIZE` is unset, else every variable is required.
@@ -66,12 +78,55 @@ impl RankEnv {
         })?;
         Ok(Self { rank, local_rank, world_size, master_addr, master_port })
     }
+
+    /// `from_env`'s inverse, for launchers: sets this rank's variables on a child, or for `single()` (world 1)
+    /// removes them, so the child runs as one process whatever the launcher's own environment says.
+    pub fn apply_to<'a>(
+        &self,
+        cmd: &'a mut std::process::Command,
+    ) -> &'a mut std::process::Command {
+        for var in VARS {
+            cmd.env_remove(var);
+        }
+        if self.world_size > 1 {
+            cmd.env("RANK", self.rank.to_string())
+                .env("LOCAL_RANK", self.local_rank.to_string())
+                .env("WORLD_SIZE", self.world_size.to_string())
+                .env("MASTER_ADDR", &self.master_addr)
+                .env("MASTER_PORT", self.master_port.to_string());
+        }
+        cmd
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// What `apply_to` leaves on a command, read back through `from_lookup`.
+    fn applied(env: &RankEnv) -> Result<RankEnv, DistError> {
+        let mut cmd = std::process::Command::new("true");
+        cmd.env("WORLD_SIZE", "9").env("RANK", "8");
+        env.apply_to(&mut cmd);
+        let set: HashMap<String, Option<String>> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()))
+            })
+            .collect();
+        RankEnv::from_lookup(|k| set.get(k).cloned().flatten())
+    }
+
+    #[test]
+    fn a_launched_rank_reads_back_what_its_launcher_applied() {
+        let two = RankEnv::local(1, 2, 29517);
+        assert_eq!((two.rank, two.local_rank, two.world_size, two.master_port), (1, 1, 2, 29517));
+        assert_eq!(applied(&two).unwrap(), two);
+        assert_eq!(RankEnv::local(0, 1, 29517), RankEnv::single());
+        // World 1 removes the launcher's own variables (set to 9 ranks above).
+        assert_eq!(applied(&RankEnv::single()).unwrap(), RankEnv::single());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Result<RankEnv, DistError> {
         let m: HashMap<String, String> =

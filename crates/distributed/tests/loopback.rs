@@ -12,14 +12,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn_rank(scenario: &str, rank: usize, world: usize, port: u16) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "rank_worker", "--ignored", "--nocapture", "--test-threads", "1"])
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    RankEnv::local(rank, world, port).apply_to(&mut cmd);
+    cmd.args(["--exact", "rank_worker", "--ignored", "--nocapture", "--test-threads", "1"])
         .env("PGRS_DIST_SCENARIO", scenario)
-        .env("RANK", rank.to_string())
-        .env("LOCAL_RANK", rank.to_string())
-        .env("WORLD_SIZE", world.to_string())
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", port.to_string())
         // the child's own libtest lines would read as extra results in the parent's log; panics go to stderr
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -1,7 +1,8 @@
-//! Helpers shared by the cli tests that train: the repository root, and one synthetic dataset (40 images of 32 px,
-//! seed 0) generated once per test binary into a temporary directory removed at exit.
+//! Helpers shared by the cli tests: the repository root, one synthetic dataset (40 images of 32 px, seed 0) generated
+//! once per test binary into a temporary directory removed at exit, and the signal dispositions of a terminal.
 #![allow(dead_code)]
 use std::path::PathBuf;
+use std::process::Command;
 
 #[path = "../../../trainer/tests/common/temp_dirs.rs"]
 mod temp_dirs;
@@ -19,4 +20,21 @@ pub fn synth() -> PathBuf {
         dir.join("dataset_synth.json")
     })
     .clone()
+}
+
+/// Gives the child the default dispositions of SIGINT, SIGTERM and SIGHUP, as a terminal does. `pgrs` keeps signals
+/// it was started with ignored (nohup's convention), and a test runner started under nohup or as a background job of
+/// a non-interactive shell has SIGHUP / SIGINT ignored: without this, tests of the handlers would depend on how the
+/// tests were started.
+pub fn terminal_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; signal() is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
 }
