@@ -30,8 +30,9 @@ fn check_causal_lm(name: &str, arch: Architecture) {
     assert!(err < 1e-4, "{name}: max abs error {err}");
 }
 
-/// The decoding head (`E h^T` on CPU, a single row padded to two) is the same product as the plain head: equal to
-/// rounding for 1..8 rows, the same argmax, and transposed back to `[rows, V]`; with Gemma 2's final soft-capping too.
+/// The decoding head is the same product as the plain head, equal to rounding with the same argmax and shape
+/// `[rows, V]`, with Gemma 2's final soft-capping too: through crates/smallmm at 1-8 rows, and at 40 rows (over
+/// `smallmm::MAX_ROWS`) through the libtorch fallback, `(E h^T)^T`.
 #[test]
 fn decoding_head_equals_the_plain_head() {
     for name in ["gemma-standalone", "gemma2-standalone"] {
@@ -44,7 +45,7 @@ fn decoding_head_equals_the_plain_head() {
 fn check_decoding_head(lm: &GemmaForCausalLM) {
     tch::manual_seed(3);
     let d = lm.model.embed_tokens.size()[1];
-    for rows in [1i64, 2, 3, 8] {
+    for rows in [1i64, 2, 3, 8, 40] {
         let h = Tensor::randn([rows, d], (Kind::Float, Device::Cpu));
         let (a, b) = tch::no_grad(|| (lm.model.logits(&h), lm.model.logits_decode(&h)));
         assert_eq!(a.size(), b.size());

@@ -9,7 +9,7 @@ mod linear;
 mod lora;
 
 pub use activation::Activation;
-pub use linear::{Linear, SMALL_ROWS};
+pub use linear::Linear;
 pub use lora::LoraConfig;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,6 @@ pub struct Linear {
     adapter: Option<Adapter>,
 }
 
-/// The most rows a layer's product hands to crates/smallmm (see `forward_t`).
-pub const SMALL_ROWS: usize = 8;
-
 impl Linear {
     /// `weight [out, in]` (+ `bias [out]`) under `path`, as `nn.Linear` names them.
     pub fn new(path: nn::Path, in_dim: i64, out_dim: i64, bias: bool, init: ParamInit) -> Self {
@@ -69,11 +66,8 @@ impl Linear {
         // weight's dtype and hand the activation dtype back.
         let ys = if xs.kind() == self.weight.kind() {
             // A few rows without autograd (a cached decoding step): crates/smallmm reads the weight at close to the
-            // memory bound where its rule says it beats libtorch; `None` leaves it to libtorch. Decoder layers only up
-            // to 8 rows: beyond that, measured in the decode loop (bench generate, beam 3 x batch 8 = 24 rows), the
-            // layers were slower than libtorch's, whatever the kernel alone measured.
-            let rows = xs.numel() / (xs.size().last().copied().unwrap_or(1).max(1) as usize);
-            let small = (rows <= SMALL_ROWS).then(|| smallmm::linear(xs, &self.weight)).flatten();
+            // memory bound where its rule (`smallmm::chosen`) says it beats libtorch; `None` leaves it to libtorch.
+            let small = smallmm::linear(xs, &self.weight);
             match small {
                 Some(y) => match &self.bias {
                     Some(b) => y + b,

@@ -105,6 +105,10 @@ fn run(
             soft: soft_prompt.map(|s| s.shallow_clone()),
             cache: cfg.use_cache.then(|| KvCache::new(model.language_model.layers.len())),
             timings,
+            decode_on_one_thread: smallmm_decodes(
+                model,
+                (prompts.len() * cfg.num_beams.max(1)) as i64,
+            ),
             one_thread: None,
         };
         state.lap(BLOCK_REST);
@@ -113,8 +117,7 @@ fn run(
         let ids =
             if cfg.num_beams <= 1 { greedy(&mut state, cfg) } else { beam_search(&mut state, cfg) };
         state.lap(BLOCK_REST);
-        state.one_thread = None;
-        (ids, state.timings.take())
+        (ids, state.timings)
     })
 }
 
@@ -127,14 +130,15 @@ struct State<'a> {
     soft: Option<Tensor>,
     cache: Option<KvCache>,
     timings: Option<Timings>,
-    /// From the first cached step on, when [`smallmm_decodes`]: libtorch on one thread.
+    /// Whether cached steps run libtorch on one thread ([`smallmm_decodes`] for the decoding rows).
+    decode_on_one_thread: bool,
+    /// Held from the first cached step on when `decode_on_one_thread`.
     one_thread: Option<OneThread>,
 }
 
-/// Whether every product of a cached decoding step with `rows` rows runs in crates/smallmm: the decoder layers'
-/// (`layers::Linear`'s rule: at most `layers::SMALL_ROWS` rows, then `smallmm::chosen`) and the output head's
-/// (`gemma::Gemma::logits_decode`), on CPU. libtorch is then left the step's small element-wise ops, which one thread
-/// runs faster than a team: a team's idle OpenMP workers spin for milliseconds after each op (libgomp's default wait
+/// Whether every product of a cached decoding step with `rows` rows runs in crates/smallmm (`smallmm::chosen`, the
+/// rule `layers::Linear` and `gemma::Gemma::logits_decode` ask), on CPU. libtorch is then left the step's small
+/// element-wise ops, which one thread runs faster than a team: a team's idle OpenMP workers spin for milliseconds after each op (libgomp's default wait
 /// policy) on the cores smallmm's threads need. Measured on the 2-core development machine, mid-size PaliGemma, f32:
 /// greedy step at batch 1 15.8 -> 12.0 ms, batch 8 22.0 -> 15.4 ms, beam 3 at batch 1 22.4 -> 17.2 ms
 /// (docs/benchmarks.md, issue 14).
@@ -154,7 +158,6 @@ fn smallmm_decodes(model: &PaliGemma, rows: i64) -> bool {
     let products = [(q, h), (kv, h), (h, q), (ff, h), (h, ff), (t.vocab_size, h)];
     let rows = rows as usize;
     model.device() == tch::Device::Cpu
-        && rows <= layers::SMALL_ROWS
         && products.iter().all(|&(n, k)| smallmm::chosen(rows, n as usize, k as usize, kind))
 }
 
@@ -201,8 +204,7 @@ impl State<'_> {
         self.lap(BLOCK_REST);
         let t = self.ids.size()[1];
         let seen = self.cache.as_ref().map_or(0, KvCache::len);
-        if seen > 0 && self.one_thread.is_none() && smallmm_decodes(self.model, self.ids.size()[0])
-        {
+        if seen > 0 && self.decode_on_one_thread && self.one_thread.is_none() {
             self.one_thread = Some(OneThread::new());
         }
         let xs = if seen == 0 {

@@ -46,7 +46,7 @@ pub use torch::{linear, try_linear};
 pub const MAX_ROWS: usize = 32;
 
 /// The environment variable that turns [`linear`] off when set to `0` (or `false`, `off`).
-pub const ENV_VAR: &str = "PGRS_SMALLMM";
+const ENV_VAR: &str = "PGRS_SMALLMM";
 
 /// How the kernel runs. Each backend has its own summation order (its lane count), fixed for the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -76,7 +76,11 @@ fn logits_decode(x: &Tensor, w: &Tensor) -> Tensor {
 }
 
 /// The product on a given backend through the slice API (x f32, weights as stored).
+/// Nothing on a CPU that cannot run `b` (its column then shows "-").
 fn slice_product(b: Backend, x: &[f32], w: &Tensor, out: &mut [f32]) {
+    if !b.supported() {
+        return;
+    }
     let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
     let rows = x.len() / k;
     // SAFETY: `w` is a contiguous CPU tensor of n × k elements of its kind.
@@ -162,7 +166,12 @@ fn output_head() {
                 &mut |_| drop(std::hint::black_box(xt.matmul(&w.tr()))),
                 &mut |_| drop(std::hint::black_box(logits_decode(&xt, w))),
             ]);
-            let cells: Vec<String> = t.into_iter().map(|t| gbs(bytes, t)).collect();
+            let mut cells: Vec<String> = t.into_iter().map(|t| gbs(bytes, t)).collect();
+            for (cell, b) in cells[1..3].iter_mut().zip([Backend::Avx512, Backend::Avx2]) {
+                if !b.supported() {
+                    *cell = "-".into();
+                }
+            }
             println!("| {rows} | {} |", cells.join(" | "));
         }
     }
