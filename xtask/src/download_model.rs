@@ -47,13 +47,12 @@ pub fn run(args: &Args) -> Result<i32> {
     Ok(0)
 }
 
-/// A download stopped by a signal exits with 128 + its number, as every xtask command does.
+/// A download stopped by a signal exits with 128 + its number, as every xtask command does, whatever the error
+/// the signal ended it with (`Interrupted`, or another when it came during a request or a retry's wait).
 fn stopped(e: hub::HubError) -> anyhow::Error {
-    match (&e, interrupt::requested()) {
-        (hub::HubError::Interrupted { .. }, Some(sig)) => {
-            anyhow::Error::new(Interrupted(sig)).context(e.to_string())
-        }
-        _ => e.into(),
+    match interrupt::requested() {
+        Some(sig) => anyhow::Error::new(Interrupted(sig)).context(e.to_string()),
+        None => e.into(),
     }
 }
 

@@ -51,11 +51,9 @@ pub enum HubError {
     #[error("{repo}: unexpected answer from {url}: {message}")]
     Protocol { repo: String, url: String, message: String },
 
-    /// `Options::should_stop` asked to stop; the bytes received so far are kept for a resume.
-    #[error(
-        "{file}: stopped with {bytes} bytes kept in {}; run the same command again to resume",
-        part.display()
-    )]
+    /// `Options::should_stop` asked to stop; the bytes received so far are kept for a resume (`part` is empty when
+    /// none had been asked for yet).
+    #[error("{file}: stopped{}; run the same command again to resume", kept(part, *bytes))]
     Interrupted { file: String, part: PathBuf, bytes: u64 },
 
     /// The cached or downloaded directory lacks files a model needs.
@@ -109,5 +107,14 @@ impl std::fmt::Display for PinMismatch {
 impl HubError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         HubError::Io { path: path.into(), source }
+    }
+}
+
+/// Where an interrupted download's bytes are, for its message.
+fn kept(part: &std::path::Path, bytes: u64) -> String {
+    if part.as_os_str().is_empty() {
+        " before its download began".to_string()
+    } else {
+        format!(" with {bytes} bytes kept in {}", part.display())
     }
 }

@@ -83,6 +83,10 @@ fn download_blob(
     match result {
         Ok(()) => {}
         Err(Fail::Fatal(e)) => return Err(e),
+        Err(Fail::Stopped) => {
+            let bytes = len(&part);
+            return Err(HubError::Interrupted { file: file.to_string(), part, bytes });
+        }
         Err(Fail::Transient(why)) => {
             let what_now = match len(&part) {
                 0 => "Nothing was received; try again later".to_string(),
@@ -189,7 +193,7 @@ impl Job<'_> {
         let mut buf = vec![0u8; 1 << 16];
         let mut written = start;
         loop {
-            if self.client.opts.should_stop.is_some_and(|stop| stop()) {
+            if self.client.stop_requested() {
                 out.flush().map_err(|e| HubError::io(self.part, e))?;
                 let (file, part) = (self.file.to_string(), self.part.to_path_buf());
                 return Err(Fail::Fatal(HubError::Interrupted { file, part, bytes: written }));

@@ -11,6 +11,7 @@
 //! Redirects are followed here rather than by ureq, so the token goes to the endpoint's host only (ureq drops it
 //! on every redirect, a renamed repo's included), never to the CDN. 429 and 5xx are retried with exponential
 //! backoff; 401/403/404 become errors that say what to do.
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,10 +21,16 @@ use crate::{HubError, Options, Repo};
 /// Redirects followed before giving up (huggingface.co needs one, a mirror perhaps two).
 const MAX_REDIRECTS: usize = 10;
 
-/// How one attempt failed: worth another (a dropped connection, 5xx, 429) or not.
+/// How often `Options::should_stop` is polled during a backoff wait.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// How one attempt failed: worth another (a dropped connection, 5xx, 429) or not; or, from
+/// [`Client::with_retries`], `Options::should_stop` asked to stop before another attempt (the caller turns it into
+/// `HubError::Interrupted`, which it knows how to describe).
 pub(crate) enum Fail {
     Transient(String),
     Fatal(HubError),
+    Stopped,
 }
 
 impl From<HubError> for Fail {
@@ -220,14 +227,21 @@ impl<'a> Client<'a> {
     }
 
     /// Runs `once` until it succeeds, fails for good, or the retries (for transient failures) are spent.
+    /// `Options::should_stop` is polled before each retry and during the backoff wait: true ends it with
+    /// [`Fail::Stopped`].
     pub fn with_retries<T>(&self, mut once: impl FnMut() -> Result<T, Fail>) -> Result<T, Fail> {
         let mut attempt = 0;
         loop {
             match once() {
                 Err(Fail::Transient(why)) if attempt < self.opts.retries => {
+                    if self.stop_requested() {
+                        return Err(Fail::Stopped);
+                    }
                     let delay = self.opts.backoff * 2u32.saturating_pow(attempt);
                     self.note(&format!("{why}; retrying in {:.1}s", delay.as_secs_f32()));
-                    std::thread::sleep(delay.min(Duration::from_secs(60)));
+                    if !self.wait(delay.min(Duration::from_secs(60))) {
+                        return Err(Fail::Stopped);
+                    }
                     attempt += 1;
                 }
                 Err(Fail::Transient(why)) => {
@@ -243,6 +257,26 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Whether `Options::should_stop` asks to stop now.
+    pub fn stop_requested(&self) -> bool {
+        self.opts.should_stop.is_some_and(|stop| stop())
+    }
+
+    /// Sleeps for `delay` in slices of [`STOP_POLL`]; false as soon as a stop is requested.
+    fn wait(&self, delay: Duration) -> bool {
+        let end = std::time::Instant::now() + delay;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(STOP_POLL));
+            if self.stop_requested() {
+                return false;
+            }
+        }
+    }
+
     /// A message for the user, when progress output is on.
     pub fn note(&self, message: &str) {
         if self.opts.progress {
@@ -254,6 +288,10 @@ impl<'a> Client<'a> {
         result.map_err(|f| match f {
             Fail::Fatal(e) => e,
             Fail::Transient(message) => self.download_error(url, file, message),
+            // Nothing of the file was received yet: no partial file to keep.
+            Fail::Stopped => {
+                HubError::Interrupted { file: file.to_string(), part: PathBuf::new(), bytes: 0 }
+            }
         })
     }
 

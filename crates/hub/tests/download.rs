@@ -8,7 +8,7 @@ use common::{options, random_bytes, TempDir};
 use hub::{HubError, Repo};
 use loopback::{sha256_hex, File, RepoSpec, Server, COMMIT};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn file(name: &str, bytes: impl Into<Vec<u8>>, lfs: bool) -> File {
@@ -328,6 +328,44 @@ fn a_stop_request_keeps_the_partial_file_for_the_next_run() {
         std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap(),
         random_bytes(300_000, 1)
     );
+}
+
+static STOP_SOON: AtomicBool = AtomicBool::new(false);
+
+/// Set by a thread of `a_stop_request_ends_a_retry_wait_at_once`, once its first request has failed.
+fn stop_soon() -> bool {
+    STOP_SOON.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_stop_request_ends_a_retry_wait_at_once() {
+    let tmp = TempDir::new("stop-retry");
+    let server = Server::start(vec![model_repo("google/pg-test", None)]);
+    server.knobs.fail_everything.store(true, Ordering::SeqCst);
+    let mut opts = options(&server.url, &tmp.0);
+    opts.retries = 5;
+    opts.backoff = Duration::from_secs(30);
+    opts.should_stop = Some(stop_soon);
+    let started = std::time::Instant::now();
+    // The stop comes during the first backoff wait (30 s): the first request fails at once, the flag is set later.
+    let signal = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(300));
+        STOP_SOON.store(true, Ordering::SeqCst);
+    });
+    let err = hub::download(&Repo::model("google/pg-test"), "main", &|_| true, &opts).unwrap_err();
+    signal.join().unwrap();
+    let elapsed = started.elapsed();
+    assert!(matches!(err, HubError::Interrupted { bytes: 0, .. }), "{err:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    // Stopped before the retry: the one failed request is all the server saw.
+    assert_eq!(server.log().len(), 1, "{:?}", server.log());
+
+    // A stop already requested when an attempt fails: no wait, no retry.
+    let started = std::time::Instant::now();
+    let err = hub::download(&Repo::model("google/pg-test"), "main", &|_| true, &opts).unwrap_err();
+    assert!(matches!(err, HubError::Interrupted { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(server.log().len(), 2, "{:?}", server.log());
 }
 
 #[test]

@@ -539,7 +539,8 @@ fn download_hub(
     ) {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            if let (hub::HubError::Interrupted { .. }, Some(sig)) = (&e, interrupt::requested()) {
+            // A signal decides the exit code whatever the error it caused (a stopped retry, a request cut).
+            if let Some(sig) = interrupt::requested() {
                 eprintln!("error: {e}");
                 return Ok(sig.exit_code());
             }
