@@ -112,9 +112,10 @@ impl Format {
                 Ok(out)
             }
             Format::Csv => {
-                let rows = parse_csv(text.strip_prefix('\u{feff}').unwrap_or(text))
-                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                let mut rows = rows.into_iter();
+                // RFC 4180 (quoted fields may span lines; a BOM, `\r\n` line ends and blank lines are accepted)
+                let rows = rsicd_data::formats::csv::parse(text)
+                    .map_err(|(line, e)| anyhow!("{}: line {line}: {e}", path.display()))?;
+                let mut rows = rows.into_iter().map(|r| (r.line, r.fields));
                 match rows.next() {
                     Some((_, h)) if h == ["image", "caption"] => {}
                     None => return Ok(vec![]),
@@ -224,56 +225,6 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// RFC 4180 rows with the line each starts on (quoted fields may span lines; `\r\n` or `\n` line ends).
-fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
-    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
-    let (mut line, mut row_line) = (1, 1);
-    // inside quotes; just after a closing quote (only a comma or a line end may follow)
-    let (mut quoted, mut closed, mut quote_line) = (false, false, 1);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => (quoted, closed) = (false, true),
-                c => {
-                    line += usize::from(c == '\n');
-                    field.push(c);
-                }
-            }
-            continue;
-        }
-        match c {
-            ',' => {
-                row.push(std::mem::take(&mut field));
-                closed = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push((row_line, std::mem::take(&mut row)));
-                line += 1;
-                (row_line, closed) = (line, false);
-            }
-            '"' if field.is_empty() && !closed => (quoted, quote_line) = (true, line),
-            '"' => return Err(format!("line {line}: a quote inside an unquoted field")),
-            _ if closed => return Err(format!("line {line}: text after a closing quote")),
-            c => field.push(c),
-        }
-    }
-    if quoted {
-        return Err(format!("line {quote_line}: a quoted field is never closed"));
-    }
-    if !field.is_empty() || !row.is_empty() || closed {
-        row.push(field);
-        rows.push((row_line, row));
-    }
-    Ok(rows)
 }
 
 /// Where the captions of a run go until the output file is rendered.

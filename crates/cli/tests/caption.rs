@@ -276,32 +276,12 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// RFC 4180 rows (quoted fields with doubled quotes and line breaks), enough to read what `caption` writes.
+/// RFC 4180 rows (quoted fields with doubled quotes and line breaks), read by rsicd-data's CSV reader.
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let (mut rows, mut row, mut field, mut quoted) = (vec![], vec![], String::new(), false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(
-        !quoted && field.is_empty() && row.is_empty(),
-        "the file ends with its last row: {text:?}"
-    );
-    rows
+    let rows = rsicd_data::formats::csv::parse(text)
+        .unwrap_or_else(|(line, e)| panic!("line {line}: {e}: {text:?}"));
+    assert!(text.is_empty() || text.ends_with('\n'), "the file ends with its last row: {text:?}");
+    rows.into_iter().map(|r| r.fields).collect()
 }
 
 #[test]

@@ -1,15 +1,17 @@
 //! A small RFC 4180 CSV reader that remembers the line each record starts on, for error messages.
 //! Quoted fields may hold commas, doubled quotes and newlines; CRLF and a UTF-8 BOM are accepted.
+//! Public so that other crates (the CLI's `caption --output FILE.csv`, its tests) read CSV the same way.
 
 /// One record and the 1-based line it starts on.
-#[derive(Debug)]
-pub(crate) struct Record {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
     pub line: usize,
     pub fields: Vec<String>,
 }
 
-/// Splits `text` into records. Errors carry the line number and a message.
-pub(crate) fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
+/// Splits `text` into records; blank lines are skipped. Errors carry the 1-based line number and a message
+/// (for a quoted field that is never closed, the line its opening quote is on).
+pub fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = Vec::new();
     let mut fields = Vec::new();
@@ -18,6 +20,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let mut start_line = 1;
     let mut in_quotes = false;
     let mut was_quoted = false;
+    let mut quote_line = 1;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if in_quotes {
@@ -39,6 +42,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
             '"' if field.is_empty() && !was_quoted => {
                 in_quotes = true;
                 was_quoted = true;
+                quote_line = line;
             }
             '"' => {
                 return Err((
@@ -69,7 +73,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
         }
     }
     if in_quotes {
-        return Err((start_line, "a quoted field is never closed".into()));
+        return Err((quote_line, "a quoted field is never closed".into()));
     }
     if !field.is_empty() || !fields.is_empty() || was_quoted {
         fields.push(field);
@@ -95,5 +99,7 @@ mod tests {
     fn broken_quotes_are_located() {
         assert_eq!(parse("a,b\n\"open,1\n2\n").unwrap_err().0, 2);
         assert_eq!(parse("a,b\nx\"y,1\n").unwrap_err().0, 2);
+        // the line of the opening quote, not of the record's start
+        assert_eq!(parse("a,b\n\"multi\nline\",\"open\n").unwrap_err().0, 3);
     }
 }
