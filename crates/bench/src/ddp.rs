@@ -142,39 +142,13 @@ impl Layout {
     }
 }
 
-/// The training log of one run: the steps logged, their `time_s` and losses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StepLog {
-    pub steps: Vec<usize>,
-    pub time_s: Vec<f64>,
-    pub losses: Vec<f64>,
-}
-
-/// The `"kind": "train"` lines of a run's metrics.jsonl.
-pub fn read_steps(jsonl: &str) -> Result<StepLog> {
-    let mut log = StepLog::default();
-    for (i, line) in jsonl.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("metrics line {}", i + 1))?;
-        if v["kind"] != "train" {
-            continue;
-        }
-        let num = |k: &str| {
-            v[k].as_f64().with_context(|| format!("metrics line {}: no number `{k}`", i + 1))
-        };
-        log.steps.push(num("step")? as usize);
-        log.time_s.push(num("time_s")?);
-        log.losses.push(num("loss")?);
-    }
-    Ok(log)
-}
-
 /// Seconds of each step after the first `warmup`: the differences of consecutive `time_s` (a step logged right
 /// after its predecessor; step 1 has none, so it is always out).
-pub fn step_seconds(log: &StepLog, warmup: usize) -> Vec<f64> {
-    (1..log.steps.len())
-        .filter(|&i| log.steps[i] == log.steps[i - 1] + 1 && log.steps[i] > warmup)
-        .map(|i| log.time_s[i] - log.time_s[i - 1])
+pub fn step_seconds(train: &[::report::metrics_log::TrainRecord], warmup: usize) -> Vec<f64> {
+    train
+        .windows(2)
+        .filter(|w| w[1].step == w[0].step + 1 && w[1].step as usize > warmup)
+        .filter_map(|w| Some(w[1].time_s? - w[0].time_s?))
         .collect()
 }
 
@@ -410,7 +384,7 @@ struct TrainRun {
     layout: Layout,
     round: usize,
     wall_s: f64,
-    log: StepLog,
+    first_loss: Option<f64>,
     step_s: Vec<f64>,
 }
 
@@ -454,11 +428,13 @@ fn train_once(
         .with_context(|| {
             format!("{tag}: no run directory with metrics.jsonl in {}", runs.display())
         })?;
-    let log = read_steps(&std::fs::read_to_string(run.join("metrics.jsonl"))?)?;
-    let step_s = step_seconds(&log, WARMUP_STEPS);
+    let log = ::report::metrics_log::MetricsLog::read(&run.join("metrics.jsonl"))?;
+    let step_s = step_seconds(&log.train, WARMUP_STEPS);
     if step_s.is_empty() {
-        bail!("{tag}: no step times in {} (steps logged: {:?})", run.display(), log.steps);
+        let steps: Vec<u64> = log.train.iter().map(|r| r.step).collect();
+        bail!("{tag}: no step times in {} (steps logged: {steps:?})", run.display());
     }
+    let first_loss = log.train.first().and_then(|r| r.loss);
     let ckpt = run.join(format!("checkpoints/step-{:06}/trainable.safetensors", ctx.steps));
     let numels = Tensor::read_safetensors(&ckpt)
         .with_context(|| format!("reading {}", ckpt.display()))?
@@ -466,7 +442,7 @@ fn train_once(
         .map(|(_, t)| t.numel() as i64)
         .collect();
     std::fs::remove_dir_all(&runs)?;
-    Ok((TrainRun { case: case.label(), layout, round, wall_s, log, step_s }, numels))
+    Ok((TrainRun { case: case.label(), layout, round, wall_s, first_loss, step_s }, numels))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,7 +528,7 @@ impl CaseResult {
         Summary::of(&runs.iter().flat_map(|r| r.step_s.iter().copied()).collect::<Vec<_>>())
     }
     fn first_loss(runs: &[TrainRun]) -> f64 {
-        runs.first().and_then(|r| r.log.losses.first().copied()).unwrap_or(f64::NAN)
+        runs.first().and_then(|r| r.first_loss).unwrap_or(f64::NAN)
     }
     /// Whether both layouts computed the same first loss (same batch, same initial weights; only the order of the
     /// sums differs).
@@ -904,13 +880,18 @@ mod tests {
                      \n\
                      {\"kind\":\"train\",\"step\":4,\"loss\":3.5,\"time_s\":13.25}\n\
                      {\"kind\":\"train\",\"step\":6,\"loss\":3.0,\"time_s\":15.0}\n";
-        let log = read_steps(jsonl).unwrap();
-        assert_eq!(log.steps, [1, 2, 3, 4, 6]);
-        assert_eq!(log.losses[0], 5.0);
+        let parse = |text| {
+            ::report::metrics_log::MetricsLog::parse(Path::new("metrics.jsonl"), text).unwrap()
+        };
+        let log = parse(jsonl);
+        assert_eq!(log.train.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2, 3, 4, 6]);
+        assert_eq!(log.train[0].loss, Some(5.0));
         // step 6 follows step 4 (a step not logged): no time for it
-        assert_eq!(step_seconds(&log, 2), [0.5, 0.75]);
-        assert_eq!(step_seconds(&log, 0), [2.0, 0.5, 0.75]);
-        assert!(read_steps("{\"kind\":\"train\",\"step\":1}").is_err());
+        assert_eq!(step_seconds(&log.train, 2), [0.5, 0.75]);
+        assert_eq!(step_seconds(&log.train, 0), [2.0, 0.5, 0.75]);
+        // steps without a time give none
+        let untimed = parse("{\"kind\":\"train\",\"step\":1}\n{\"kind\":\"train\",\"step\":2}\n");
+        assert!(step_seconds(&untimed.train, 0).is_empty());
     }
 
     #[test]

@@ -49,11 +49,6 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// Whether a tensor on `tensor` can go through a group on `group`: the same device (a CUDA group is one GPU's).
-fn same_device(group: Device, tensor: Device) -> bool {
-    group == tensor
-}
-
 #[cfg(c10d)]
 mod ffi {
     use std::os::raw::{c_char, c_int, c_longlong};
@@ -249,7 +244,7 @@ impl ProcessGroup {
 
     /// The group's backend takes tensors on the group's device only (Gloo: CPU; NCCL: its GPU).
     fn check_device(&self, op: &'static str, t: &Tensor) -> Result<(), DistError> {
-        if same_device(self.device, t.device()) {
+        if self.device == t.device() {
             return Ok(());
         }
         Err(DistError::WrongDevice {
@@ -519,12 +514,7 @@ mod tests {
 
     #[test]
     fn a_tensor_on_another_device_than_the_group_is_refused_naming_both() {
-        assert!(same_device(Device::Cpu, Device::Cpu));
-        assert!(same_device(Device::Cuda(1), Device::Cuda(1)));
-        assert!(!same_device(Device::Cpu, Device::Cuda(0)));
-        assert!(!same_device(Device::Cuda(0), Device::Cpu));
-        assert!(!same_device(Device::Cuda(0), Device::Cuda(1))); // a NCCL group is one GPU's
-                                                                 // one rank on CUDA touches no GPU, so this runs without one: the check comes before anything else
+        // one rank on CUDA touches no GPU, so this runs without one: the check comes before anything else
         let pg =
             ProcessGroup::init_for(&RankEnv::single(), Duration::from_secs(1), Device::Cuda(0))
                 .unwrap();

@@ -96,7 +96,7 @@ pub fn join(device: DeviceSpec, timeout: Duration) -> Result<ProcessGroup, Train
     ProcessGroup::init_for(&env, timeout, device.resolve()?).map_err(c10d)
 }
 
-fn c10d(e: distributed::DistError) -> TrainError {
+pub(crate) fn c10d(e: distributed::DistError) -> TrainError {
     TrainError::Stopped(format!("data-parallel training stopped: {e}"))
 }
 

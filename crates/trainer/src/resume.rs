@@ -48,21 +48,20 @@ pub fn resume(s: &mut Session) -> Result<(), TrainError> {
             eprintln!("warning: {why}\n  moved to {} (never resumed from or kept)", to.display());
         }
     }
-    s.group.barrier().map_err(|e| TrainError::Stopped(e.to_string()))?;
+    s.group.barrier().map_err(crate::parallel::c10d)?;
     let latest = checkpoint::latest_good(&s.run.checkpoints())?;
     let step = latest.as_ref().map_or(0, |(_, saved)| saved.step);
     crate::parallel::check_agree(&s.group, "the step to resume from", step as u64)?;
     let Some((dir, saved)) = latest else {
         let old = s.run.restart_metrics()?;
         let kept = old.map(|p| format!(" (the earlier log is kept as {})", p.display()));
-        let say = s.run.is_writer();
-        say.then(|| {
+        if s.run.is_writer() {
             eprintln!(
                 "no good checkpoint in {}: starting from step 0{}",
                 s.run.checkpoints().display(),
                 kept.unwrap_or_default()
-            )
-        });
+            );
+        }
         return Ok(());
     };
     check_same_run(&dir, &saved, &s.state)?;

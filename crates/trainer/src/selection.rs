@@ -7,16 +7,9 @@
 use crate::TrainError;
 use serde::{Deserialize, Serialize};
 
-/// The metrics a run reports (pycocoevalcap's names) and whether a higher value is better.
-const METRICS: [(&str, bool); 7] = [
-    ("Bleu_1", true),
-    ("Bleu_2", true),
-    ("Bleu_3", true),
-    ("Bleu_4", true),
-    ("METEOR", true),
-    ("ROUGE_L", true),
-    ("CIDEr", true),
-];
+/// The metrics an evaluation reports (pycocoevalcap's names). A higher value is better for each of them; a metric
+/// where lower is better (a validation loss) would need its direction here.
+const METRICS: [&str; 7] = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,11 +47,6 @@ pub struct Verdict {
     pub stop: bool,
 }
 
-/// Whether a higher value of `metric` is better; `None` for a name no evaluation reports.
-pub fn higher_is_better(metric: &str) -> Option<bool> {
-    METRICS.iter().find(|(n, _)| *n == metric).map(|(_, h)| *h)
-}
-
 /// Checks the selection settings (called with the rest of the config's validation).
 pub fn validate(
     select_best: Option<&str>,
@@ -69,11 +57,10 @@ pub fn validate(
 ) -> Result<(), TrainError> {
     let bad = |m: String| Err(TrainError::Config(m));
     match select_best {
-        Some(m) if higher_is_better(m).is_none() => {
-            let names: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
+        Some(m) if !METRICS.contains(&m) => {
             return bad(format!(
                 "train.select_best = \"{m}\": expected one of {}",
-                names.join(", ")
+                METRICS.join(", ")
             ));
         }
         Some("METEOR") if meteor_skipped => {
@@ -124,8 +111,7 @@ pub fn judge(
     early: Option<&EarlyStopping>,
 ) -> Verdict {
     let min_delta = early.map_or(0.0, |e| e.min_delta);
-    let sign = if higher_is_better(metric).unwrap_or(true) { 1.0 } else { -1.0 };
-    let improved = value.is_finite() && best.is_none_or(|b| sign * (value - b.value) > min_delta);
+    let improved = value.is_finite() && best.is_none_or(|b| value - b.value > min_delta);
     let evals_since_best = if improved { 0 } else { evals_since_best + 1 };
     Verdict {
         best: improved.then(|| Best { metric: metric.to_string(), value, step }),

@@ -268,13 +268,17 @@ impl<'a> Session<'a> {
                 loss_scale: self.scaler.scale * share / cfg.train.grad_accum as f64,
                 seed: seed.wrapping_mul(31).wrapping_add(micro as i64),
             };
-            let (l, _) = forward_backward(
-                &self.built.model,
-                &b.batch,
-                &b.pixels,
-                self.soft.as_ref(),
-                &opts,
-            )?;
+            let pass =
+                forward_backward(&self.built.model, &b.batch, &b.pixels, self.soft.as_ref(), &opts);
+            let (l, _) = match pass {
+                Ok(done) => done,
+                // The other ranks wait in this step's collectives: they learn of it there instead of timing out.
+                Err(e) if self.group.world_size() > 1 => {
+                    failed = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             loss += l * share;
             tokens += b.global.tokens;
         }
@@ -318,7 +322,7 @@ impl<'a> Session<'a> {
         self.bar.abandon();
         let error = mine.unwrap_or_else(|| {
             TrainError::Stopped(
-                "another rank could not load its part of the batch (its error names the file)"
+                "another rank failed this step (its own error says why, and names the file if one was unreadable)"
                     .into(),
             )
         });
