@@ -874,7 +874,7 @@ mod tests {
     #[test]
     fn step_times_are_differences_of_consecutive_logged_steps_after_the_warm_up() {
         let jsonl = "{\"kind\":\"train\",\"step\":1,\"loss\":5.0,\"time_s\":10.0}\n\
-                     {\"kind\":\"eval\",\"step\":1,\"time_s\":11.0}\n\
+                     {\"kind\":\"eval\",\"step\":1,\"split\":\"val\",\"metrics\":{\"CIDEr\":0.1}}\n\
                      {\"kind\":\"train\",\"step\":2,\"loss\":4.5,\"time_s\":12.0}\n\
                      {\"kind\":\"train\",\"step\":3,\"loss\":4.0,\"time_s\":12.5}\n\
                      \n\
