@@ -6,7 +6,7 @@
 //! vectorised algorithm of `_beam_search` (2K candidates per step, length-normalised finished hypotheses, the
 //! default `early_stopping=False` heuristic). Without cache the whole sequence is re-run at every step, which must
 //! (and is tested to) give the same ids.
-use crate::{collate, PadSide, PaliGemma, Segment, Sequence};
+use crate::{collate, select, PadSide, PaliGemma, Segment, Sequence};
 use gemma::KvCache;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -251,7 +251,9 @@ fn greedy(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
     let mut out = vec![vec![]; rows as usize];
     let mut finished = vec![false; rows as usize];
     for step in 0..cfg.max_new_tokens {
-        let next: Vec<i64> = Vec::try_from(state.logits().argmax(-1, false)).expect("ids");
+        let logits = state.logits();
+        let next = select::argmax_rows(&logits)
+            .unwrap_or_else(|| Vec::try_from(logits.argmax(-1, false)).expect("ids"));
         let mut fed = next.clone();
         for (r, &tok) in next.iter().enumerate() {
             if finished[r] {
@@ -296,9 +298,11 @@ fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
 
     for cur in 0..max_new {
         let vocab = logits.size()[1];
-        let log_probs =
-            logits.log_softmax(-1, Kind::Float).view([b, k, vocab]) + running_scores.unsqueeze(-1);
-        let (topk_lp, topk_idx) = log_probs.reshape([b, k * vocab]).topk(keep, 1, true, true);
+        let mut log_probs = logits.log_softmax(-1, Kind::Float).view([b, k, vocab]);
+        let _ = log_probs.g_add_(&running_scores.unsqueeze(-1));
+        let log_probs = log_probs.view([b, k * vocab]);
+        let (topk_lp, topk_idx) = select::top_k_rows(&log_probs, keep as usize)
+            .unwrap_or_else(|| log_probs.topk(keep, 1, true, true));
         let beam = topk_idx.divide_scalar_mode(vocab, "floor");
         let tokens = topk_idx.remainder(vocab);
         let topk_seqs = gather_beams(&running_seqs, &beam);

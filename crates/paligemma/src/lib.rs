@@ -19,6 +19,7 @@ mod load;
 mod model;
 pub mod names;
 mod segment;
+mod select;
 mod sequence;
 mod shapes;
 mod tokenizer;
