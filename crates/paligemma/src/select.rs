@@ -9,8 +9,9 @@
 //! `torch.argmax` documents; [`top_k_rows`] answers only when the answer is unique, i.e. its k values and the
 //! (k+1)-th are all different, so that no tie-break (which `torch.topk` leaves unspecified) can order them otherwise.
 //! Both leave NaN, other dtypes, devices and layouts to libtorch (`None`), and the callers fall back to it, so a
-//! generation picks the same ids either way (the HF parity tests run both paths, `PGRS_SMALLMM=0` turning this one
-//! off with the products).
+//! generation picks the same ids either way: the tests below compare both answers with libtorch's on random rows,
+//! ties and NaN, and the HF parity tests' greedy and beam ids go through them. `PGRS_SMALLMM=0` turns them off with
+//! the products.
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
