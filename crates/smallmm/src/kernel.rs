@@ -95,7 +95,7 @@ const ROW_BLOCK: usize = 32;
 const PREFETCH_BYTES: usize = 4096;
 
 /// Weight rows `j0..j1` against all rows of x: tiles of `J` weight rows (the rows past the last full `J` one at a
-/// time), each swept by the rows of x in groups of `R ≤ 4` (the 1-3 rows left in one smaller group).
+/// time), each swept by the rows of x in groups of `R ≤ 8` (the rows left in one smaller group).
 ///
 /// # Safety
 /// `j0 ≤ j1 ≤ n`, no other thread writes these columns, and `I`'s instructions are available (the caller is a
@@ -106,7 +106,7 @@ pub(crate) unsafe fn weight_rows<I: Isa, E: Elem, const R: usize, const J: usize
     j0: usize,
     j1: usize,
 ) {
-    const { assert!(R <= 4, "the rows left after the full groups go in one group of 1-3") };
+    const { assert!(R <= 8, "the rows left after the full groups go in one group of 1-7") };
     let mut acc = [[I::zero(); J]; ROW_BLOCK];
     let mut acc1 = [[I::zero(); 1]; ROW_BLOCK];
     let ahead = Ahead::new::<E>(p.k / I::LANES * I::LANES, J, p.n);
@@ -151,7 +151,11 @@ unsafe fn weight_tile<I: Isa, E: Elem, const R: usize, const J: usize>(
                 left if left >= R => pass::<I, E, R, J>(p, r, tile, c0..c1, pf, acc),
                 1 => pass::<I, E, 1, J>(p, r, tile, c0..c1, pf, acc),
                 2 => pass::<I, E, 2, J>(p, r, tile, c0..c1, pf, acc),
-                _ => pass::<I, E, 3, J>(p, r, tile, c0..c1, pf, acc),
+                3 => pass::<I, E, 3, J>(p, r, tile, c0..c1, pf, acc),
+                4 => pass::<I, E, 4, J>(p, r, tile, c0..c1, pf, acc),
+                5 => pass::<I, E, 5, J>(p, r, tile, c0..c1, pf, acc),
+                6 => pass::<I, E, 6, J>(p, r, tile, c0..c1, pf, acc),
+                _ => pass::<I, E, 7, J>(p, r, tile, c0..c1, pf, acc),
             };
         }
         c0 = c1;

@@ -97,13 +97,21 @@ pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     weight_rows::<Avx2, E, 4, 3>(p, j0, j1);
 }
 
-/// AVX-512F, 32 vector registers: tiles of 4 × 4 (16 accumulators). Larger tiles measured no faster: at 8+ rows the
-/// kernel runs at the multiply-add throughput, about 55 G f32 multiply-adds per second per core on the project's Zen 5
-/// (AVX2: 50 G; so AVX-512 gains 10-30% at 8-32 rows and nothing where memory is the bound).
+/// AVX-512F, 32 vector registers: tiles of 4 rows × 4 weight rows (16 accumulators) up to 4 rows, 8 × 3 (24
+/// accumulators, 3 weight vectors and 1 x vector) from 5 rows on. With more rows than a tile holds, each weight
+/// vector is loaded again, from L1, for each further group of rows; 8 × 3 takes 8 rows in one group, with 11 loads per
+/// 24 multiply-adds instead of 16 per 32. Measured on the f32 output head (257,216 × 256) at 8 rows, alternating in
+/// one process: 7.5 against 8.5 ms (median of 4 × 11 calls each); at 24 rows both about 15 ms (the multiply-adds
+/// bound it: about 113 G/s, for 250 G/s of the peak loop in `bench`'s probe); at 1 row 4 × 4 is 5% faster (more
+/// weight rows in flight), at 2-4 rows the two are equal. A 6 × 4 and a 4 × 6 tile measured no better.
 ///
 /// # Safety
 /// The CPU has AVX-512F; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
+    if p.rows <= 4 {
+        weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
+    } else {
+        weight_rows::<Avx512, E, 8, 3>(p, j0, j1);
+    }
 }
