@@ -296,9 +296,13 @@ fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
     let mut unsatisfied = Tensor::ones([b, 1], (Kind::Bool, dev));
     let top_k_mask = Tensor::arange(keep, (Kind::Int64, dev)).lt(k).unsqueeze(0);
 
+    // One buffer for every step's log-probabilities: a new one per step (up to 25 MB at batch 8) costs its page
+    // faults again each time, the allocator handing memory that large back to the system.
+    let log_probs_buf = Tensor::empty(logits.size(), f32);
     for cur in 0..max_new {
         let vocab = logits.size()[1];
-        let mut log_probs = logits.log_softmax(-1, Kind::Float).view([b, k, vocab]);
+        let mut log_probs =
+            logits.log_softmax_int_out(&log_probs_buf, -1, Kind::Float).view([b, k, vocab]);
         let _ = log_probs.g_add_(&running_scores.unsqueeze(-1));
         let log_probs = log_probs.view([b, k * vocab]);
         let (topk_lp, topk_idx) = select::top_k_rows(&log_probs, keep as usize)
