@@ -55,6 +55,15 @@ fn requests_for(server: &Server, needle: &str) -> Vec<loopback::Logged> {
     server.log().into_iter().filter(|r| r.path.contains(needle)).collect()
 }
 
+/// Asserts that `err` is a mismatch of the pin's `what` (size, sha256) whose message holds every needle.
+fn assert_mismatch(err: &HubError, what: &str, needles: &[&str]) {
+    let message = err.to_string();
+    assert!(matches!(err, HubError::PinMismatch(m) if m.what == what), "{err:?}");
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} missing from: {message}");
+    }
+}
+
 #[test]
 fn a_pinned_dataset_is_downloaded_at_its_commit_and_each_file_verified() {
     let tmp = TempDir::new("ok");
@@ -97,21 +106,14 @@ fn a_wrong_pinned_sha256_names_the_file_and_both_values() {
     // An LFS file: the hub announces its sha256, so the pin fails before its bytes are fetched.
     let pins = [Pin { sha256: wrong.clone(), ..pin(TRAIN) }];
     let err = hub::download_pinned(&repo, COMMIT, &pins, &parquet, &opts).unwrap_err();
-    let message = err.to_string();
-    assert!(matches!(&err, HubError::PinMismatch(m) if m.what == "sha256"), "{err:?}");
-    for needle in [TRAIN, &wrong, &sha256_hex(&content(TRAIN)), "as the hub announces it"] {
-        assert!(message.contains(needle), "{needle:?} missing from: {message}");
-    }
+    let announced = sha256_hex(&content(TRAIN));
+    assert_mismatch(&err, "sha256", &[TRAIN, &wrong, &announced, "as the hub announces it"]);
     assert!(requests_for(&server, "/cdn/").is_empty(), "{:?}", server.log());
 
     // A regular file: hashed once downloaded.
     let pins = [Pin { sha256: wrong.clone(), ..pin(TEST) }];
     let err = hub::download_pinned(&repo, COMMIT, &pins, &parquet, &opts).unwrap_err();
-    let message = err.to_string();
-    assert!(matches!(&err, HubError::PinMismatch(m) if m.what == "sha256"), "{err:?}");
-    for needle in [TEST, &wrong, &sha256_hex(&content(TEST)), "delete"] {
-        assert!(message.contains(needle), "{needle:?} missing from: {message}");
-    }
+    assert_mismatch(&err, "sha256", &[TEST, &wrong, &sha256_hex(&content(TEST)), "delete"]);
 }
 
 #[test]
@@ -124,13 +126,9 @@ fn a_wrong_pinned_size_names_the_file_and_both_values() {
         let right = pin(name);
         let pins = [Pin { size: right.size + 1, ..right.clone() }];
         let err = hub::download_pinned(&repo, COMMIT, &pins, &parquet, &opts).unwrap_err();
-        let message = err.to_string();
-        assert!(matches!(&err, HubError::PinMismatch(m) if m.what == "size"), "{err:?}");
         let (expected, found) =
             (format!("{} bytes", right.size + 1), format!("{} bytes", right.size));
-        for needle in [name, &expected, &found] {
-            assert!(message.contains(needle), "{needle:?} missing from: {message}");
-        }
+        assert_mismatch(&err, "size", &[name, &expected, &found]);
     }
     // Both sizes are announced by the hub (X-Linked-Size, Content-Length): no bytes were fetched.
     assert!(requests_for(&server, "/cdn/").is_empty());
@@ -171,9 +169,7 @@ fn a_prefilled_cache_with_the_pinned_commit_is_used_without_any_request() {
     altered[0] ^= 1;
     std::fs::write(&blob, &altered).unwrap();
     let err = hub::download_pinned(&repo, COMMIT, &pins, &parquet, &opts).unwrap_err();
-    let message = err.to_string();
-    assert!(matches!(&err, HubError::PinMismatch(m) if m.what == "sha256"), "{err:?}");
-    assert!(message.contains(VALID) && message.contains(&blob.display().to_string()), "{message}");
+    assert_mismatch(&err, "sha256", &[VALID, &blob.display().to_string()]);
     assert!(server.log().is_empty(), "{:?}", server.log());
 
     // Offline, a pinned file the cache lacks is named.

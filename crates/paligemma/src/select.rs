@@ -208,6 +208,10 @@ mod tests {
         assert_eq!(argmax_rows(&t).unwrap(), vec![n as i64 / 2 + 1]);
         v[10] = f32::NAN;
         assert!(argmax_rows(&Tensor::from_slice(&v).view([1, n as i64])).is_none());
+        let t = Tensor::from_slice(&[1.0f32, 3.0, 2.0, 0.0]).view([2, 2]);
+        assert!(argmax_rows(&t.to_kind(Kind::Double)).is_none(), "f64");
+        assert!(argmax_rows(&t.tr()).is_none(), "not contiguous");
+        assert!(argmax_rows(&t.view([4])).is_none(), "not [rows, n]");
     }
 
     #[test]
@@ -241,6 +245,7 @@ mod tests {
         assert!(top_k_rows(&t(&v), 3).is_none());
         v[150] = 150.0;
         assert!(top_k_rows(&t(&v), 200).is_none(), "k ≥ n");
+        assert!(top_k_rows(&t(&v), 0).is_none(), "k = 0");
         assert!(top_k_rows(&t(&v).to_kind(Kind::Double), 3).is_none(), "f64");
         assert!(top_k_rows(&t(&v).view([2, 100]).tr(), 3).is_none(), "not contiguous");
     }

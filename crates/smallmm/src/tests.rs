@@ -64,7 +64,8 @@ fn bf16_out(b: Backend, x: &[f32], rows: usize, k: usize, w: &[u16], n: usize) -
     out_bits(b, x, rows, k, w, n, true)
 }
 
-/// Shapes around the lane counts and tile sizes, and one large enough to run on several threads.
+/// Shapes around the lane counts and tile sizes (rows 9-12 and 31: a full group of 8 rows and each size of the group
+/// left after it), and one large enough to run on several threads.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 7, 9),
@@ -76,6 +77,10 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (8, 257, 1031),
     (3, 700, 37),
     (6, 1029, 7),
+    (9, 20, 5),
+    (10, 48, 11),
+    (11, 16, 6),
+    (12, 35, 9),
     (31, 64, 21),
     (32, 40, 12),
 ];
