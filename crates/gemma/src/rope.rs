@@ -2,6 +2,10 @@
 //!
 //! Tables are built in f32 from integer positions (prompts are >= 258 tokens, and integers above 256 are not exact
 //! in bf16) and cast to the activation dtype at the end, as transformers does.
+//!
+//! A cached decoding step's few positions (f32, CPU, no gradient) are rotated in one pass in Rust, with libtorch's
+//! roundings (each product rounded, then the sum), so bit for bit: the libtorch form is five small ops per tensor,
+//! about 5 µs each on a decoding step's one libtorch thread (docs/benchmarks.md, issue 14).
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug)]
@@ -29,10 +33,88 @@ impl Rope {
 
     /// `x * cos + rotate_half(x) * sin` for `x [B, H, L, head_dim]`.
     pub fn apply(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        if let Some(out) = apply_rows(xs, cos, sin) {
+            return out;
+        }
         let half = xs.size()[3] / 2;
         let x1 = xs.narrow(3, 0, half);
         let x2 = xs.narrow(3, half, half);
         let rotated = Tensor::cat(&[&x2.neg(), &x1], 3);
         xs * cos + rotated * sin
+    }
+}
+
+/// The one-pass form of [`Rope::apply`] for at most `smallmm::MAX_ROWS` positions (`B * L`) of contiguous f32 CPU
+/// tensors without autograd; `None` otherwise (and when `PGRS_SMALLMM=0` turns the decoding kernels off).
+fn apply_rows(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Option<Tensor> {
+    let (b, h, l, hd) = xs.size4().ok()?;
+    let all = |f: &dyn Fn(&Tensor) -> bool| [xs, cos, sin].into_iter().all(f);
+    let ok = smallmm::enabled()
+        && all(&|t| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous())
+        && cos.size() == [b, 1, l, hd]
+        && sin.size() == [b, 1, l, hd]
+        && hd % 2 == 0
+        && b * l > 0
+        && b * l <= smallmm::MAX_ROWS as i64
+        && !smallmm::records_gradient(xs, cos)
+        && !smallmm::records_gradient(xs, sin);
+    if !ok {
+        return None;
+    }
+    let out = Tensor::empty([b, h, l, hd], (Kind::Float, Device::Cpu));
+    let (b, h, l, hd) = (b as usize, h as usize, l as usize, hd as usize);
+    // SAFETY: the three inputs are contiguous f32 CPU tensors of the sizes checked above (`data_ptr` includes the
+    // storage offset), and `out` is a new tensor of `b * h * l * hd` f32 with no other reference.
+    unsafe {
+        let x = std::slice::from_raw_parts(xs.data_ptr() as *const f32, b * h * l * hd);
+        let c = std::slice::from_raw_parts(cos.data_ptr() as *const f32, b * l * hd);
+        let s = std::slice::from_raw_parts(sin.data_ptr() as *const f32, b * l * hd);
+        let o = std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, b * h * l * hd);
+        for (i, (x, o)) in x.chunks_exact(hd).zip(o.chunks_exact_mut(hd)).enumerate() {
+            // Row i is (batch i / (h l), head, position i % l); its table row is (batch, position).
+            let t = (i / (h * l) * l + i % l) * hd;
+            rotate(x, &c[t..t + hd], &s[t..t + hd], o);
+        }
+    }
+    Some(out)
+}
+
+/// One row: `o = x * c + rotate_half(x) * s`, `rotate_half(x) = [-x2, x1]`.
+fn rotate(x: &[f32], c: &[f32], s: &[f32], o: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    for j in 0..half {
+        o[j] = x1[j] * c[j] + (-x2[j]) * s[j];
+        o[half + j] = x2[j] * c[half + j] + x1[j] * s[half + j];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_pass_rotation_equals_libtorch_bit_for_bit() {
+        tch::manual_seed(5);
+        let rope = Rope::new(64, 10_000.0, Device::Cpu);
+        for (b, h, l) in [(1, 4, 1), (3, 1, 1), (8, 4, 1), (2, 3, 5), (32, 2, 1)] {
+            let pos = Tensor::randint(2000, [b, l], (Kind::Int64, Device::Cpu));
+            let (cos, sin) = rope.tables(&pos, Kind::Float);
+            let xs = Tensor::randn([b, h, l, 64], (Kind::Float, Device::Cpu));
+            let got = apply_rows(&xs, &cos, &sin).expect("handled");
+            let half = 32;
+            let rotated =
+                Tensor::cat(&[&xs.narrow(3, half, half).neg(), &xs.narrow(3, 0, half)], 3);
+            let want = &xs * &cos + rotated * &sin;
+            assert!(got.equal(&want), "({b}, {h}, {l})");
+        }
+        // More than 32 positions, and a non-contiguous input, go to libtorch.
+        let pos = Tensor::zeros([1, 33], (Kind::Int64, Device::Cpu));
+        let (cos, sin) = rope.tables(&pos, Kind::Float);
+        assert!(apply_rows(&Tensor::zeros([1, 2, 33, 64], (Kind::Float, Device::Cpu)), &cos, &sin)
+            .is_none());
+        let (cos, sin) = rope.tables(&pos.narrow(1, 0, 2), Kind::Float);
+        let strided = Tensor::zeros([1, 2, 64, 2], (Kind::Float, Device::Cpu)).transpose(2, 3);
+        assert!(apply_rows(&strided, &cos, &sin).is_none());
     }
 }

@@ -16,7 +16,8 @@
 //!   under 1 MB on the calling thread.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
 //!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
-//! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process).
+//! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
+//!   decoding-step kernels that ask [`enabled`] (`gemma`'s RMSNorm and RoPE rows, `paligemma::select`).
 //!
 //! Results: each output is summed in an order that depends only on `k` and the backend (see `kernel.rs`), so a row
 //! computed alone equals it computed in a batch bit for bit. The order differs from MKL's, so results differ from
@@ -40,7 +41,7 @@ use kernel::{Elem, Out, Problem};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 #[cfg(feature = "tch")]
-pub use torch::{linear, try_linear};
+pub use torch::{linear, records_gradient, try_linear};
 
 /// The most rows of x [`chosen`] hands to this crate: decoding's batch × beams.
 pub const MAX_ROWS: usize = 32;
@@ -107,7 +108,7 @@ impl Backend {
     }
 }
 
-/// Whether `PGRS_SMALLMM` allows [`linear`] (read once).
+/// Whether `PGRS_SMALLMM` allows [`linear`] and the other decoding-step kernels (read once).
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| switch_on(std::env::var(ENV_VAR).ok().as_deref()))

@@ -42,8 +42,9 @@ fn handled(x: &Tensor, w: &Tensor) -> Option<(usize, usize, usize)> {
     (rows <= MAX_ROWS && k > 0).then_some((rows, n, k))
 }
 
-/// Whether autograd would record the product: our result would have no `grad_fn`.
-fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
+/// Whether autograd would record an op on `x` and `w` (grad mode on and either requires a gradient): a result
+/// computed outside libtorch would have no `grad_fn`, so the decoding kernels (this crate's and `gemma`'s) decline.
+pub fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
     if !(x.requires_grad() || w.requires_grad()) {
         return false;
     }
