@@ -393,7 +393,18 @@ fn gather_beams(t: &Tensor, index: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
-    use super::OneThread;
+    use super::{keeps_every_row, OneThread};
+    use tch::Tensor;
+
+    #[test]
+    fn only_the_identity_index_keeps_every_row() {
+        assert!(keeps_every_row(&Tensor::from_slice(&[0i64, 1, 2]), 3));
+        assert!(!keeps_every_row(&Tensor::from_slice(&[0i64, 2, 2]), 3));
+        assert!(!keeps_every_row(&Tensor::from_slice(&[1i64, 0, 2]), 3));
+        // Beam search's expansion from one row per prompt to k: a new row count is never "in place".
+        assert!(!keeps_every_row(&Tensor::from_slice(&[0i64, 0, 0]), 1));
+        assert!(!keeps_every_row(&Tensor::from_slice(&[0i64, 1]), 3));
+    }
 
     #[test]
     fn overlapping_one_thread_guards_restore_the_count_from_before_the_first() {
