@@ -102,8 +102,9 @@ mod tests {
         let opts = (Kind::Float, Device::Cpu);
         let parts: Vec<Tensor> =
             [5, 1, 1, 1, 3, 1].iter().map(|&l| Tensor::randn([2, 1, l, 4], opts)).collect();
-        // Room for 2 after the first append: the third and fifth appends grow the buffers.
-        for headroom in [0, 2, 100] {
+        // Headroom 0 grows at the second append (to 2 x 5) and the fifth (to 2 x 10); 2 at the fourth (to 2 x 7);
+        // 100 never (5 + 100).
+        for (headroom, capacity) in [(0, 20), (2, 14), (100, 105)] {
             let mut cache = KvCache::with_headroom(1, headroom);
             let got = steps(&mut cache, &parts);
             for (i, g) in got.iter().enumerate() {
@@ -111,6 +112,8 @@ mod tests {
                 assert!(g.equal(&want), "headroom {headroom}, step {i}");
             }
             assert_eq!(cache.len(), 12);
+            let buffers = cache.layers[0].buffers.as_ref().unwrap();
+            assert_eq!(buffers.0.size()[2], capacity, "headroom {headroom}");
             let (k, v) = cache.layers[0].get().unwrap();
             assert!(v.equal(&(&k * 2.0)));
         }

@@ -33,15 +33,17 @@ impl Rope {
 
     /// `x * cos + rotate_half(x) * sin` for `x [B, H, L, head_dim]`.
     pub fn apply(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        if let Some(out) = apply_rows(xs, cos, sin) {
-            return out;
-        }
-        let half = xs.size()[3] / 2;
-        let x1 = xs.narrow(3, 0, half);
-        let x2 = xs.narrow(3, half, half);
-        let rotated = Tensor::cat(&[&x2.neg(), &x1], 3);
-        xs * cos + rotated * sin
+        apply_rows(xs, cos, sin).unwrap_or_else(|| apply_libtorch(xs, cos, sin))
     }
+}
+
+/// [`Rope::apply`] for every other input, in libtorch ops.
+fn apply_libtorch(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    let half = xs.size()[3] / 2;
+    let x1 = xs.narrow(3, 0, half);
+    let x2 = xs.narrow(3, half, half);
+    let rotated = Tensor::cat(&[&x2.neg(), &x1], 3);
+    xs * cos + rotated * sin
 }
 
 /// The one-pass form of [`Rope::apply`] for at most `smallmm::MAX_ROWS` positions (`B * L`) of contiguous f32 CPU
@@ -102,10 +104,7 @@ mod tests {
             let (cos, sin) = rope.tables(&pos, Kind::Float);
             let xs = Tensor::randn([b, h, l, 64], (Kind::Float, Device::Cpu));
             let got = apply_rows(&xs, &cos, &sin).expect("handled");
-            let half = 32;
-            let rotated =
-                Tensor::cat(&[&xs.narrow(3, half, half).neg(), &xs.narrow(3, 0, half)], 3);
-            let want = &xs * &cos + rotated * &sin;
+            let want = apply_libtorch(&xs, &cos, &sin);
             assert!(got.equal(&want), "({b}, {h}, {l})");
         }
         // More than 32 positions, and a non-contiguous input, go to libtorch.

@@ -244,11 +244,11 @@ impl State<'_> {
             Some(c) if !c.is_empty() => c.reorder(index),
             _ => {
                 self.feats = self.feats.index_select(0, index);
-                if let Some(s) = &self.soft {
-                    if s.dim() == 3 {
-                        self.soft = Some(s.index_select(0, index));
-                    }
-                }
+                // A shared soft prompt `[P, D]` serves every row as it is; a per-row one `[B, P, D]` follows its rows.
+                self.soft = self.soft.as_ref().map(|s| match s.dim() {
+                    3 => s.index_select(0, index),
+                    _ => s.shallow_clone(),
+                });
             }
         }
     }
