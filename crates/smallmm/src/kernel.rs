@@ -107,24 +107,41 @@ pub(crate) unsafe fn weight_rows<I: Isa, E: Elem, const R: usize, const J: usize
     j1: usize,
 ) {
     const { assert!(R <= 8, "the rows left after the full groups go in one group of 1-7") };
+    if p.k / I::LANES * I::LANES <= KC {
+        // One pass covers k (the mid-size models' k = 256): the accumulators stay in registers, and no buffer is
+        // zeroed (8 KB per call, which for the thousands of blocks of a decoding step took 4% of its CPU time).
+        return weight_rows_in::<I, E, R, J>(p, j0, j1, &mut [], &mut []);
+    }
     let mut acc = [[I::zero(); J]; ROW_BLOCK];
     let mut acc1 = [[I::zero(); 1]; ROW_BLOCK];
+    weight_rows_in::<I, E, R, J>(p, j0, j1, &mut acc, &mut acc1);
+}
+
+/// `weight_rows` with the buffers the accumulators are parked in between passes (empty when one pass covers `k`).
+#[inline(always)]
+unsafe fn weight_rows_in<I: Isa, E: Elem, const R: usize, const J: usize>(
+    p: &Problem<E>,
+    j0: usize,
+    j1: usize,
+    acc: &mut [[I::V; J]],
+    acc1: &mut [[I::V; 1]],
+) {
     let ahead = Ahead::new::<E>(p.k / I::LANES * I::LANES, J, p.n);
     for r0 in (0..p.rows).step_by(ROW_BLOCK) {
         let rows = r0..(r0 + ROW_BLOCK).min(p.rows);
         let mut j = j0;
         while j + J <= j1 {
-            weight_tile::<I, E, R, J>(p, rows.clone(), j, &ahead, &mut acc);
+            weight_tile::<I, E, R, J>(p, rows.clone(), j, &ahead, acc);
             j += J;
         }
         while j < j1 {
-            weight_tile::<I, E, R, 1>(p, rows.clone(), j, &Ahead::NONE, &mut acc1);
+            weight_tile::<I, E, R, 1>(p, rows.clone(), j, &Ahead::NONE, acc1);
             j += 1;
         }
     }
 }
 
-/// `out[rows, j..j + J]`: passes of `KC` columns over the full vectors of `k`, then the sums finished. While the
+/// `out[rows, j..j + J]`: passes of `KC` columns over the full vectors of `k`, the last finishing the sums. While the
 /// first rows of a pass run, the weights of a later pass (`ahead`) are prefetched: the hardware prefetcher alone
 /// leaves the multiply-adds waiting on memory once a tile is read by several groups of rows (measured on 8 rows of
 /// the f32 head: 13 → 27 GB/s).
@@ -134,37 +151,49 @@ unsafe fn weight_tile<I: Isa, E: Elem, const R: usize, const J: usize>(
     rows: std::ops::Range<usize>,
     j: usize,
     ahead: &Ahead,
-    acc: &mut [[I::V; J]; ROW_BLOCK],
+    acc: &mut [[I::V; J]],
 ) {
     let (k, full) = (p.k, p.k / I::LANES * I::LANES);
-    acc[..rows.len()].iter_mut().for_each(|a| *a = [I::zero(); J]);
+    if full == 0 {
+        // No full vector: the sums are the one-by-one products of `finish` alone.
+        for r in rows {
+            for jj in 0..J {
+                finish::<I, E>(p, r, j + jj, I::zero(), full);
+            }
+        }
+        return;
+    }
     let tile = p.w.as_ptr().add(j * k);
     let mut c0 = 0;
     while c0 < full {
         let c1 = (c0 + KC).min(full);
         let next = ahead.of(j, c0).map_or(std::ptr::null(), |(j, c)| p.w.as_ptr().add(j * k + c));
+        let span = Span { j, cols: c0..c1, full };
         let mut r = rows.start;
         while r < rows.end {
-            let acc = &mut acc[r - rows.start..];
+            let acc = acc.get_mut(r - rows.start..).unwrap_or_default();
             let pf = if r == rows.start { next } else { std::ptr::null() };
             r += match rows.end - r {
-                left if left >= R => pass::<I, E, R, J>(p, r, tile, c0..c1, pf, acc),
-                1 => pass::<I, E, 1, J>(p, r, tile, c0..c1, pf, acc),
-                2 => pass::<I, E, 2, J>(p, r, tile, c0..c1, pf, acc),
-                3 => pass::<I, E, 3, J>(p, r, tile, c0..c1, pf, acc),
-                4 => pass::<I, E, 4, J>(p, r, tile, c0..c1, pf, acc),
-                5 => pass::<I, E, 5, J>(p, r, tile, c0..c1, pf, acc),
-                6 => pass::<I, E, 6, J>(p, r, tile, c0..c1, pf, acc),
-                _ => pass::<I, E, 7, J>(p, r, tile, c0..c1, pf, acc),
+                left if left >= R => pass::<I, E, R, J>(p, r, tile, &span, pf, acc),
+                1 => pass::<I, E, 1, J>(p, r, tile, &span, pf, acc),
+                2 => pass::<I, E, 2, J>(p, r, tile, &span, pf, acc),
+                3 => pass::<I, E, 3, J>(p, r, tile, &span, pf, acc),
+                4 => pass::<I, E, 4, J>(p, r, tile, &span, pf, acc),
+                5 => pass::<I, E, 5, J>(p, r, tile, &span, pf, acc),
+                6 => pass::<I, E, 6, J>(p, r, tile, &span, pf, acc),
+                _ => pass::<I, E, 7, J>(p, r, tile, &span, pf, acc),
             };
         }
         c0 = c1;
     }
-    for (r, acc_r) in rows.clone().zip(acc.iter()) {
-        for (jj, &a) in acc_r.iter().enumerate() {
-            finish::<I, E>(p, r, j + jj, a, full);
-        }
-    }
+}
+
+/// Where a pass runs: the tile's first weight row `j`, its columns, and the end of `k`'s full vectors. The first
+/// pass of a tile starts its sums at zero, the last finishes them; passes in between park them in `acc`.
+struct Span {
+    j: usize,
+    cols: std::ops::Range<usize>,
+    full: usize,
 }
 
 /// Which pass to prefetch for: `passes` passes later in the order the weights are read (the passes of a tile, then
@@ -200,21 +229,24 @@ impl Ahead {
     }
 }
 
-/// Rows `r..r + R` of x against the tile's `J` weight rows over columns `cols`, adding to `acc[..R]`; prefetches
-/// the same shape of weights at `pf` (unless null). Returns `R`.
+/// Rows `r..r + R` of x against the tile's `J` weight rows over the span's columns: the sums start at zero on the
+/// tile's first pass (else from `acc[..R]`) and are finished into `out` on its last (else parked in `acc[..R]`);
+/// prefetches the same shape of weights at `pf` (unless null). Returns `R`.
 #[inline(always)]
 unsafe fn pass<I: Isa, E: Elem, const R: usize, const J: usize>(
     p: &Problem<E>,
     r: usize,
     tile: *const E,
-    cols: std::ops::Range<usize>,
+    span: &Span,
     pf: *const E,
     acc: &mut [[I::V; J]],
 ) -> usize {
-    let k = p.k;
+    let (k, cols) = (p.k, span.cols.clone());
     let x = p.x.as_ptr().add(r * k);
     let mut a = [[I::zero(); J]; R];
-    a.copy_from_slice(&acc[..R]);
+    if cols.start > 0 {
+        a.copy_from_slice(&acc[..R]);
+    }
     let mut c = cols.start;
     while c < cols.end {
         if !pf.is_null() {
@@ -236,7 +268,15 @@ unsafe fn pass<I: Isa, E: Elem, const R: usize, const J: usize>(
         }
         c += I::LANES;
     }
-    acc[..R].copy_from_slice(&a);
+    if cols.end < span.full {
+        acc[..R].copy_from_slice(&a);
+        return R;
+    }
+    for (rr, a_r) in a.iter().enumerate() {
+        for (jj, &v) in a_r.iter().enumerate() {
+            finish::<I, E>(p, r + rr, span.j + jj, v, span.full);
+        }
+    }
     R
 }
 
