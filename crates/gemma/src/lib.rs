@@ -16,6 +16,7 @@ mod model;
 mod pass;
 mod rms_norm;
 mod rope;
+mod softcap;
 
 pub use attention::{capped_attention, Attention};
 pub use cache::{KvCache, LayerKv};
