@@ -6,8 +6,9 @@
 //! Without soft-capping the product runs in fused SDPA. Soft-capping sits between the two matmuls, where SDPA has no
 //! hook, so capped layers run `softmax(cap(q k^T * scale) + mask) v` explicitly: scores and softmax in f32, keys and
 //! values shared by their query group without copies, query rows in bounded blocks (docs/architecture.md,
-//! "Attention paths").
-use crate::{GemmaConfig, LayerKv, Pass, Rope};
+//! "Attention paths"). A cached decoding step's few query rows (f32, CPU, no autograd) take either form in one Rust
+//! pass instead (`decode_attention.rs`).
+use crate::{decode_attention, GemmaConfig, LayerKv, Pass, Rope};
 use layers::Linear;
 use tch::{nn, Kind, Tensor};
 use weights::ParamInit;
@@ -67,10 +68,12 @@ impl Attention {
             None => (k, v),
         };
         let mask = pass.mask(self.sliding);
-        let o = match self.softcap {
-            None => self.fused(&q, &k, &v, mask),
-            Some(cap) => self.capped(&q, &k, &v, mask, cap),
-        };
+        let o = decode_attention(&q, &k, &v, mask, self.scale, self.softcap).unwrap_or_else(|| {
+            match self.softcap {
+                None => self.fused(&q, &k, &v, mask),
+                Some(cap) => self.capped(&q, &k, &v, mask, cap),
+            }
+        });
         self.o_proj
             .forward_t(&o.transpose(1, 2).reshape([b, l, self.num_heads * self.head_dim]), train)
     }

@@ -9,6 +9,7 @@
 mod attention;
 mod cache;
 mod config;
+mod decode_attention;
 mod decoder;
 mod mask;
 mod mlp;
@@ -21,6 +22,7 @@ mod softcap;
 pub use attention::{capped_attention, Attention};
 pub use cache::{KvCache, LayerKv};
 pub use config::{Architecture, GemmaConfig, LayerType};
+pub use decode_attention::decode_attention;
 pub use decoder::DecoderLayer;
 pub use mask::{attention_mask, positions, sliding_window_mask};
 pub use mlp::Mlp;

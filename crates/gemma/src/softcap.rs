@@ -53,7 +53,7 @@ fn softcap_loop(xs: &mut [f32], cap: f32) {
 
 /// Cephes `tanhf`, branch-free: both forms are computed and one is selected.
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
+pub(crate) fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let small =
@@ -64,7 +64,7 @@ fn tanh(x: f32) -> f32 {
             + x;
     // tanh rounds to 1 from |x| ≈ 9.01 on; clamping 2|x| at 20 keeps exp finite (and ±inf gives ±1).
     let two_a = if a + a < 20.0 { a + a } else { 20.0 };
-    let large = (1.0 - 2.0 / (exp_reduced(two_a) + 1.0)).copysign(x);
+    let large = (1.0 - 2.0 / (exp(two_a) + 1.0)).copysign(x);
     // `small` is +0 for x = -0; tanh keeps the sign of zero.
     let t = if a < 0.625 { small.copysign(x) } else { large };
     if x.is_nan() {
@@ -74,12 +74,15 @@ fn tanh(x: f32) -> f32 {
     }
 }
 
-/// Cephes `expf` for `0 <= y <= 20` (what `tanh` asks): `y = n ln 2 + r` with `|r| <= ln 2 / 2`, a degree-6
-/// polynomial for `e^r`, and `2^n` built in the exponent bits (`n` is 0-29 here).
+/// Cephes `expf` for `y <= 20` (what `tanh` and softmax ask), branch-free: `y = n ln 2 + r` with `|r| <= ln 2 / 2`,
+/// a degree-6 polynomial for `e^r`, and `2^n` built in the exponent bits; 0 below -87.3, where `e^y` leaves the
+/// normal range (`n` stays within -126..=29); NaN stays NaN.
 #[inline(always)]
-fn exp_reduced(y: f32) -> f32 {
-    let n = (y * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = y - n * 0.693_359_4 - n * -2.121_944_4e-4;
+pub(crate) fn exp(y: f32) -> f32 {
+    let in_range = y > -87.3;
+    let y_c = if in_range { y } else { -87.3 };
+    let n = (y_c * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = y_c - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
         * r
         + 1.666_666_5e-1)
@@ -88,7 +91,14 @@ fn exp_reduced(y: f32) -> f32 {
         * (r * r)
         + r
         + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let e = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if in_range {
+        e
+    } else if y.is_nan() {
+        y
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
