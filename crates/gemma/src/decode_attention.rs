@@ -1,5 +1,5 @@
-//! Attention for the few query rows of a cached decoding step (f32, CPU, no autograd) in one Rust pass per query
-//! row: scores against the cached keys, Gemma 2's soft-capping when the config has it, the mask, softmax and the
+//! Attention for the few query rows of a cached decoding step (f32, CPU, no autograd) in Rust: scores against the
+//! cached keys (`smallmm`'s tiled kernel), Gemma 2's soft-capping when the config has it, the mask, softmax and the
 //! weighted sum of the values, reading each cached key and value once.
 //!
 //! The same math as `Attention::fused` (SDPA) and [`crate::capped_attention`]: `softmax(s + mask) v` with
@@ -19,7 +19,7 @@ const MAX_QUERY_LEN: i64 = 4;
 const PARALLEL_FROM: i64 = 1 << 18;
 
 /// `softmax(s + mask) v` for `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]` (each KV head serving `H / KV` query heads,
-/// last dimension contiguous, e.g. views of the KV cache) and `mask [B, 1, L, T]` (bool, true = attend), or `None`
+/// each head's `T` rows contiguous, as in views of the KV cache's buffers) and `mask [B, 1, L, T]` (bool, true = attend), or `None`
 /// where libtorch should compute it: another dtype or device, a gradient to record, more than `MAX_QUERY_LEN`
 /// positions or `smallmm::MAX_ROWS` query rows, a query row that attends nothing, or `PGRS_SMALLMM=0`. Returns
 /// `[B, H, L, hd]` as a view of a `[B, L, H, hd]` tensor, the layout `o_proj` reads.

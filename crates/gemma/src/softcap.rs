@@ -9,7 +9,7 @@
 //! AVX2 chosen at run time, the binary stays plain x86-64). Results differ from libtorch's by a few units in the last
 //! place (the unit test bounds it at 4e-7 relative), far inside issue 14's 1e-5 on logits; NaN stays NaN and ±inf
 //! caps to ±c as in libtorch. Every value is computed alone, so a row's result does not depend on the others or on
-//! the split over threads.
+//! the split over threads. The same `tanh` and `exp` serve a decoding step's attention (`decode_attention.rs`).
 
 /// `x ← c · tanh(x / c)` for every value of `xs`, on this thread.
 pub fn softcap_in_place(xs: &mut [f32], cap: f32) {
