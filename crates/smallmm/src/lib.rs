@@ -17,7 +17,8 @@
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
 //!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
-//!   decoding-step kernels that ask [`enabled`] (`gemma`'s RMSNorm and RoPE rows, `paligemma::select`).
+//!   decoding-step kernels that ask [`enabled`] (`gemma`'s RMSNorm and RoPE rows, final soft-capping and
+//!   attention, `paligemma::select`).
 //!
 //! Results: each output is summed in an order that depends only on `k` and the backend (see `kernel.rs`), so a row
 //! computed alone equals it computed in a batch bit for bit. The order differs from MKL's, so results differ from
