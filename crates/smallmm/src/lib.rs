@@ -134,10 +134,12 @@ pub enum WeightKind {
 /// machine (the crate's `tests/bench.rs`, weights read from memory), libtorch elsewhere. With `n × k` weights and
 /// `rows` rows of x (1 to [`MAX_ROWS`]):
 ///
-/// - f32: up to 8 rows always (1.2-4.6x on the layer shapes of the mid-size model and PaliGemma 3B, 2-3x on the
-///   output head; one 64 KB layer at one row 0.84x, 2 µs); 9-32 rows for tall weights, `n ≥ 8192` and 16 MB or
-///   more (the output head and a 3B model's MLP up and gate projections: 2-4x; the other shapes measured 0.9-1.4x,
-///   so left to MKL).
+/// - f32: always (1.2-4.6x up to 8 rows on the layer shapes of the mid-size model and PaliGemma 3B, 2-4x on the
+///   output head and on tall weights at any row count). At 9-32 rows some layer shapes measured alone run at 0.7-1.4x
+///   of MKL (the mid-size model's 256 × 2048 down projection at 32 rows: 413 against 292 µs), but a decoding step
+///   runs libtorch on one thread only when every product is here (`paligemma::generate`); otherwise libtorch's
+///   spinning OpenMP workers took 17% of the CPU from the head's threads. Beam 3 × batch 8 (24 rows, mid-size
+///   model), alternating: step 29.9 / 31.0 / 32.8 -> 27.7 / 21.4 / 25.8 ms (docs/benchmarks.md, issue 14).
 /// - bf16: up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide layers and head: 1.1-3x), and 1-2 rows when
 ///   the weights have 32 MB or more (the head, a 3B model's MLP up and gate projections: 1.7-2x). libtorch's bf16
 ///   products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the multiply-adds of this crate's f32 ones,
@@ -150,7 +152,7 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
     }
     let mb = (n * k) as f64 * if kind == WeightKind::F32 { 4.0 } else { 2.0 } / (1 << 20) as f64;
     match kind {
-        WeightKind::F32 => rows <= 8 || (n >= 8192 && mb >= 16.0),
+        WeightKind::F32 => true,
         WeightKind::Bf16 => (rows <= 8 && k <= 512) || (rows <= 2 && mb >= 32.0),
     }
 }

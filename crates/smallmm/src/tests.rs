@@ -223,9 +223,9 @@ fn the_rule() {
     assert!(!chosen(33, head.0, head.1, WeightKind::F32));
     assert!(!chosen(0, head.0, head.1, WeightKind::F32));
     assert!(chosen(8, 256, 256, WeightKind::F32));
-    assert!(!chosen(9, 256, 256, WeightKind::F32));
-    assert!(chosen(32, 16_384, 2048, WeightKind::F32));
-    assert!(!chosen(32, 2048, 16_384, WeightKind::F32));
+    assert!(chosen(24, 256, 2048, WeightKind::F32));
+    assert!(chosen(32, 2048, 16_384, WeightKind::F32));
+    assert!(!chosen(33, 256, 256, WeightKind::F32));
     assert!(chosen(8, head.0, head.1, WeightKind::Bf16));
     assert!(!chosen(24, head.0, head.1, WeightKind::Bf16));
     assert!(chosen(1, 16_384, 2048, WeightKind::Bf16));
