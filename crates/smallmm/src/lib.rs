@@ -138,8 +138,8 @@ pub enum WeightKind {
 ///   output head and on tall weights at any row count). At 9-32 rows some layer shapes measured alone run at 0.7-1.4x
 ///   of MKL (the mid-size model's 256 × 2048 down projection at 32 rows: 413 against 292 µs), but a decoding step
 ///   runs libtorch on one thread only when every product is here (`paligemma::generate`); otherwise libtorch's
-///   spinning OpenMP workers took 17% of the CPU from the head's threads. Beam 3 × batch 8 (24 rows, mid-size
-///   model), alternating: step 29.9 / 31.0 / 32.8 -> 27.7 / 21.4 / 25.8 ms (docs/benchmarks.md, issue 14).
+///   OpenMP workers spin-wait beside the head's threads (19% of the CPU samples in perf). Beam 3 × batch 8 (24 rows,
+///   mid-size model), alternating: step 29.9 / 31.0 / 32.8 -> 27.7 / 21.4 / 25.8 ms (docs/benchmarks.md, issue 14).
 /// - bf16: up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide layers and head: 1.1-3x), and 1-2 rows when
 ///   the weights have 32 MB or more (the head, a 3B model's MLP up and gate projections: 1.7-2x). libtorch's bf16
 ///   products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the multiply-adds of this crate's f32 ones,

@@ -151,16 +151,16 @@ fn f32_activations_with_bf16_weights() {
     assert!(row_relative_error(&ours, &x.matmul(&wb.to_kind(Kind::Float).tr())) < BOUND);
 }
 
-/// `linear` applies `smallmm::chosen`: a small f32 layer at 8 rows goes to the kernel, at 9 rows to libtorch.
+/// `linear` applies `smallmm::chosen`: an f32 layer at 32 rows (`MAX_ROWS`) goes to the kernel, at 33 to libtorch.
 #[test]
 fn linear_follows_the_rule() {
-    let (x, w) = operands(9, 256, 256, 9);
+    let (x, w) = operands(33, 256, 256, 9);
     if !Backend::best().is_simd() || !smallmm::enabled() {
         assert!(smallmm::linear(&x, &w).is_none());
         return;
     }
-    let eight = x.narrow(0, 0, 8);
-    let ours = smallmm::linear(&eight, &w).expect("8 rows of f32 are the kernel's");
-    assert!(row_relative_error(&ours, &eight.matmul(&w.tr())) < BOUND);
-    assert!(smallmm::linear(&x, &w).is_none(), "9 rows of a 256 KB layer are libtorch's");
+    let most = x.narrow(0, 0, 32);
+    let ours = smallmm::linear(&most, &w).expect("32 rows of f32 are the kernel's");
+    assert!(row_relative_error(&ours, &most.matmul(&w.tr())) < BOUND);
+    assert!(smallmm::linear(&x, &w).is_none(), "33 rows are libtorch's");
 }
