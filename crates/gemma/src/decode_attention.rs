@@ -19,8 +19,8 @@ const MAX_QUERY_LEN: i64 = 4;
 const PARALLEL_FROM: i64 = 1 << 18;
 
 /// `softmax(s + mask) v` for `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]` (each KV head serving `H / KV` query heads,
-/// each head's `T` rows contiguous, as in views of the KV cache's buffers) and `mask [B, 1, L, T]` (bool, true = attend), or `None`
-/// where libtorch should compute it: another dtype or device, a gradient to record, more than `MAX_QUERY_LEN`
+/// each head's `T` rows contiguous, as in views of the KV cache's buffers) and `mask [B, 1, L, T]` (bool, true =
+/// attend), or `None` where libtorch should compute it: another dtype or device, a gradient to record, more than `MAX_QUERY_LEN`
 /// positions or `smallmm::MAX_ROWS` query rows, a query row that attends nothing, or `PGRS_SMALLMM=0`. Returns
 /// `[B, H, L, hd]` as a view of a `[B, L, H, hd]` tensor, the layout `o_proj` reads.
 pub fn decode_attention(
@@ -318,6 +318,11 @@ mod tests {
         assert!(decode_attention(&q, &k, &v, &mask.zeros_like(), 0.125, None).is_none());
         let bf = |t: &Tensor| t.to_kind(Kind::BFloat16);
         assert!(decode_attention(&bf(&q), &bf(&k), &bf(&v), &mask, 0.125, None).is_none());
+        // A query that records a gradient (training): libtorch's, which builds the graph.
+        let trained = q.detach().set_requires_grad(true);
+        tch::with_grad(
+            || assert!(decode_attention(&trained, &k, &v, &mask, 0.125, None).is_none()),
+        );
         let [q, k, v, mask] = inputs(1, 4, 1, 20, 40, 64, &[0]);
         assert!(decode_attention(&q, &k, &v, &mask, 0.125, None).is_none());
     }
