@@ -8,8 +8,8 @@
 //! for 4.6 MB of cache) or the capped form's dozen small ops per layer (docs/benchmarks.md, issue 14). Sums run in
 //! another order and tanh / exp are Cephes' (`softcap.rs`), so outputs differ from libtorch's by rounding (unit tests:
 //! within 2e-6 of the largest output); each query row is computed alone, so a row in a batch equals it alone.
-use crate::softcap::{exp, tanh};
 use rayon::prelude::*;
+use smallmm::math::{exp, lanes, tanh};
 use tch::{Device, Kind, Tensor};
 
 /// Most query positions per row handled (a cached decoding step has 1).
@@ -229,21 +229,6 @@ impl Views {
             *o /= sum;
         }
     }
-}
-
-/// `xs` folded by `f` in 16 independent lanes (vectorised), whose results are then folded in order.
-#[inline(always)]
-fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    const W: usize = 16;
-    let chunks = xs.chunks_exact(W);
-    let tail = chunks.remainder().iter().fold(init, |a, &x| f(a, x));
-    let mut acc = [init; W];
-    for c in chunks {
-        for i in 0..W {
-            acc[i] = f(acc[i], c[i]);
-        }
-    }
-    acc.iter().fold(tail, |a, &x| f(a, x))
 }
 
 #[cfg(test)]

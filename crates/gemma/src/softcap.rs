@@ -9,7 +9,10 @@
 //! AVX2 chosen at run time, the binary stays plain x86-64). Results differ from libtorch's by a few units in the last
 //! place (the unit test bounds it at 4e-7 relative), far inside issue 14's 1e-5 on logits; NaN stays NaN and ±inf
 //! caps to ±c as in libtorch. Every value is computed alone, so a row's result does not depend on the others or on
-//! the split over threads. The same `tanh` and `exp` serve a decoding step's attention (`decode_attention.rs`).
+//! the split over threads. `tanh` and `exp` live in `smallmm::math`, shared with the decoding step's attention
+//! (`decode_attention.rs`) and beam search's log-probabilities (`paligemma::select`).
+
+use smallmm::math::tanh;
 
 /// `x ← c · tanh(x / c)` for every value of `xs`, on this thread.
 pub fn softcap_in_place(xs: &mut [f32], cap: f32) {
@@ -48,56 +51,6 @@ unsafe fn softcap_avx2(xs: &mut [f32], cap: f32) {
 fn softcap_loop(xs: &mut [f32], cap: f32) {
     for x in xs {
         *x = cap * tanh(*x / cap);
-    }
-}
-
-/// Cephes `tanhf`, branch-free: both forms are computed and one is selected.
-#[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * x
-            + x;
-    // tanh rounds to 1 from |x| ≈ 9.01 on; clamping 2|x| at 20 keeps exp finite (and ±inf gives ±1).
-    let two_a = if a + a < 20.0 { a + a } else { 20.0 };
-    let large = (1.0 - 2.0 / (exp(two_a) + 1.0)).copysign(x);
-    // `small` is +0 for x = -0; tanh keeps the sign of zero.
-    let t = if a < 0.625 { small.copysign(x) } else { large };
-    if x.is_nan() {
-        x
-    } else {
-        t
-    }
-}
-
-/// Cephes `expf` for `y <= 20` (what `tanh` and softmax ask), branch-free: `y = n ln 2 + r` with `|r| <= ln 2 / 2`,
-/// a degree-6 polynomial for `e^r`, and `2^n` built in the exponent bits; 0 below -87.3, where `e^y` leaves the
-/// normal range (`n` stays within -126..=29); NaN stays NaN.
-#[inline(always)]
-pub(crate) fn exp(y: f32) -> f32 {
-    let in_range = y > -87.3;
-    let y_c = if in_range { y } else { -87.3 };
-    let n = (y_c * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = y_c - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5)
-        * (r * r)
-        + r
-        + 1.0;
-    let e = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
-    if in_range {
-        e
-    } else if y.is_nan() {
-        y
-    } else {
-        0.0
     }
 }
 

@@ -305,17 +305,11 @@ fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
     let mut unsatisfied = Tensor::ones([b, 1], (Kind::Bool, dev));
     let top_k_mask = Tensor::arange(keep, (Kind::Int64, dev)).lt(k).unsqueeze(0);
 
-    // One buffer for every step's log-probabilities: a new one per step (up to 25 MB at batch 8) costs its page
-    // faults again each time, the allocator handing memory that large back to the system.
-    let log_probs_buf = Tensor::empty(logits.size(), f32);
+    let mut log_probs_buf = None;
     for cur in 0..max_new {
         let vocab = logits.size()[1];
-        let mut log_probs =
-            logits.log_softmax_int_out(&log_probs_buf, -1, Kind::Float).view([b, k, vocab]);
-        let _ = log_probs.g_add_(&running_scores.unsqueeze(-1));
-        let log_probs = log_probs.view([b, k * vocab]);
-        let (topk_lp, topk_idx) = select::top_k_rows(&log_probs, keep as usize)
-            .unwrap_or_else(|| log_probs.topk(keep, 1, true, true));
+        let (topk_lp, topk_idx) = select::beam_candidates(&logits, &running_scores, keep as usize)
+            .unwrap_or_else(|| candidates(&logits, &running_scores, keep, &mut log_probs_buf));
         let beam = topk_idx.divide_scalar_mode(vocab, "floor");
         let tokens = topk_idx.remainder(vocab);
         let topk_seqs = gather_beams(&running_seqs, &beam);
@@ -368,6 +362,27 @@ fn beam_search(state: &mut State, cfg: &GenerationConfig) -> Vec<Vec<i64>> {
             }
         })
         .collect()
+}
+
+/// Beam search's `2K` best candidates `[B, 2K]` (log-probabilities plus the running beams' scores, and their flat
+/// indices `beam · V + token`) computed by libtorch, where `select::beam_candidates` leaves them to it. `buf` holds
+/// the log-probabilities from one step to the next: a new tensor per step (up to 25 MB at batch 8) costs its page
+/// faults again each time, the allocator handing memory that large back to the system.
+fn candidates(
+    logits: &Tensor,
+    running_scores: &Tensor,
+    keep: i64,
+    buf: &mut Option<Tensor>,
+) -> (Tensor, Tensor) {
+    let (b, k) = running_scores.size2().expect("[B, K]");
+    let vocab = logits.size()[1];
+    let buf =
+        buf.get_or_insert_with(|| Tensor::empty(logits.size(), (Kind::Float, logits.device())));
+    let mut log_probs = logits.log_softmax_int_out(buf, -1, Kind::Float).view([b, k, vocab]);
+    let _ = log_probs.g_add_(&running_scores.unsqueeze(-1));
+    let log_probs = log_probs.view([b, k * vocab]);
+    select::top_k_rows(&log_probs, keep as usize)
+        .unwrap_or_else(|| log_probs.topk(keep, 1, true, true))
 }
 
 /// Whether `index` keeps each of `rows` rows in its place (beams that kept their order): then selecting them would

@@ -12,6 +12,8 @@
 //! - [`linear`] (feature `tch`, on by default): the same on tensors, `None` where the shape, dtype, device, layout,
 //!   autograd or the [`chosen`] rule says libtorch should do it, so callers write
 //!   `smallmm::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))`.
+//! - [`math`]: Cephes-style `exp` / `tanh` and a lane-wise fold that vectorise, for the decoding step's element-wise
+//!   passes in `gemma` and `paligemma`.
 //! - Threads: rayon's global pool (`RAYON_NUM_THREADS`, default one per CPU), over blocks of weight rows; weights
 //!   under 1 MB on the calling thread.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
@@ -33,6 +35,7 @@
 //! this crate's threads when it runs right after one: `OMP_WAIT_POLICY=PASSIVE` gives it back (measured on the head
 //! right after a libtorch op: 1 row 22 → 33 GB/s, 8 rows 18 → 26 GB/s; libtorch's own head unchanged).
 mod kernel;
+pub mod math;
 #[cfg(feature = "tch")]
 mod torch;
 #[cfg(target_arch = "x86_64")]
