@@ -15,7 +15,7 @@
 //! random rows, ties and NaN, and the HF parity tests' greedy and beam ids go through them. `PGRS_SMALLMM=0` turns
 //! them off with the products.
 use rayon::prelude::*;
-use smallmm::math::{exp, lanes};
+use smallmm::math::exp;
 use tch::{Device, Kind, Tensor};
 
 /// Values read per chunk: a chunk none of whose values can enter the result is skipped with one vectorisable test.
@@ -250,13 +250,16 @@ fn piece_stats_loop(part: &[f32], offset: usize, keep: usize) -> Option<Piece> {
     let best = Best::scan(part, offset, keep)?;
     let max = best.found[0].0;
     let mut sum = 0.0f64;
-    let mut block = [0.0f32; 1024];
     for xs in part.chunks(1024) {
-        let block = &mut block[..xs.len()];
-        for (e, &x) in block.iter_mut().zip(xs) {
-            *e = exp(x - max);
+        let mut acc = [0.0f32; 16];
+        let lanes = xs.chunks_exact(16);
+        let tail = lanes.remainder().iter().fold(0.0, |a, &x| a + exp(x - max));
+        for c in lanes {
+            for i in 0..16 {
+                acc[i] += exp(c[i] - max);
+            }
         }
-        sum += f64::from(lanes(block, 0.0, |a, b| a + b));
+        sum += f64::from(acc.iter().fold(tail, |a, &x| a + x));
     }
     Some(Piece { best, sum })
 }
@@ -294,6 +297,7 @@ impl Best {
     /// The `keep` largest of `part` (indices offset by `offset`), `None` on a NaN. Values equal to the floor are
     /// taken too while the buffer is not full; once full, an equal value cannot change which values are largest,
     /// only reveal a tie, which `top_k` detects from the k + 1 values it keeps (the (k+1)-th equal to the k-th).
+    #[inline(always)]
     fn scan(part: &[f32], offset: usize, keep: usize) -> Option<Best> {
         let mut best = Best::new(keep);
         for (c, chunk) in part.chunks(CHUNK).enumerate() {
