@@ -408,8 +408,26 @@ fn gather_beams(t: &Tensor, index: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
-    use super::{keeps_every_row, OneThread};
-    use tch::Tensor;
+    use super::{candidates, keeps_every_row, OneThread};
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn libtorch_candidates_pick_what_select_picks() {
+        // The fallback beam search takes where `select::beam_candidates` declines (ties, NaN, PGRS_SMALLMM=0).
+        tch::manual_seed(3);
+        let logits = Tensor::randn([6, 5000], (Kind::Float, Device::Cpu)) * 3.0;
+        let scores = Tensor::randn([2, 3], (Kind::Float, Device::Cpu)) - 5.0;
+        let mut buf = None;
+        let (v, i) = candidates(&logits, &scores, 6, &mut buf);
+        let (want_v, want_i) = crate::select::beam_candidates(&logits, &scores, 6).unwrap();
+        assert!(i.equal(&want_i));
+        assert!(f64::try_from((v - want_v).abs().max()).unwrap() < 1e-5);
+        assert_eq!(
+            buf.map(|b| b.size()),
+            Some(vec![6, 5000]),
+            "the buffer is kept for the next step"
+        );
+    }
 
     #[test]
     fn only_the_identity_index_keeps_every_row() {
