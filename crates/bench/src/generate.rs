@@ -164,6 +164,23 @@ fn row_speed(r: &Row) -> Option<f64> {
     Some(theirs.median / ours.median)
 }
 
+/// What our workers' allocator ran with (` Ours …`), as `paligemma::allocator::keep_freed_memory` reported it.
+fn allocator_note<'a>(results: impl IntoIterator<Item = &'a WorkerResult>) -> String {
+    let applied = results
+        .into_iter()
+        .filter_map(|r| r.versions.get("allocator").and_then(|v| v.as_str()))
+        .any(|v| v == "Applied");
+    if !applied {
+        return String::new();
+    }
+    format!(
+        " Ours ran with glibc's allocator set as `pgrs caption` sets it (`paligemma::allocator`: blocks up to {} MiB \
+         kept in the heap, up to {} MiB of free heap kept); the reference with glibc's defaults.",
+        paligemma::allocator::MMAP_THRESHOLD >> 20,
+        paligemma::allocator::TRIM_THRESHOLD >> 20
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn render(
     a: &Args,
@@ -204,12 +221,13 @@ fn render(
          (transformers' default `DynamicCache`). {rounds} round(s) per case alternating sides, 1 warm-up + {steps} \
          timed calls per process, medians (min-max); {threads} threads on both sides. Tokens/s counts generated \
          tokens over all rows for the whole call (vision tower, prefill, decoding); time to first token is a call \
-         with one new token.\n\n{}{}\n\n",
+         with one new token.\n\n{}{}{}\n\n",
         model,
         a.dtype,
         a.max_new_tokens,
         machine::describe(&c.device, versions),
-        cases::reference_attention(rows.iter().flat_map(|r| &r.hf))
+        cases::reference_attention(rows.iter().flat_map(|r| &r.hf)),
+        allocator_note(rows.iter().flat_map(|r| &r.rust))
     );
     let mut met = 0;
     let mut out = Vec::new();

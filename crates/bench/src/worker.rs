@@ -242,6 +242,9 @@ fn clip(trainables: &[(String, Tensor)], max_norm: f64) {
 }
 
 fn generate(spec: &Spec, device: Device, result: &mut WorkerResult) -> Result<()> {
+    // As `pgrs caption` and `pgrs eval` run.
+    let tuning = paligemma::allocator::keep_freed_memory();
+    result.versions["allocator"] = format!("{tuning:?}").into();
     let t0 = Instant::now();
     let dtype = weights::DType::parse(&spec.dtype)?;
     let loaded = paligemma::load(&spec.model_dir, LoadOptions { dtype: Some(dtype), device })?;

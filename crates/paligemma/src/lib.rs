@@ -9,9 +9,11 @@
 //! - `generate`: greedy and beam search with a KV cache, batched with left padding.
 //! - `names` / `load`: HF checkpoints under the hub names and the transformers 5.x names, strict loading.
 //! - `tokenizer`: the HF `tokenizer.json`, checked against the config.
+//! - `allocator`: glibc's allocator set to keep large freed blocks, for processes that caption on the CPU.
 //!
 //! Follows transformers 5.23 `models/paligemma/modeling_paligemma.py` and `processing_paligemma.py`, and big_vision
 //! `models/proj/paligemma/paligemma.py`; docs/architecture.md has the attention and precision rules.
+pub mod allocator;
 mod config;
 mod error;
 pub mod generate;

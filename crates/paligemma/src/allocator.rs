@@ -1,0 +1,115 @@
+//! glibc's allocator told to keep large freed blocks for reuse, for processes that caption on the CPU.
+//!
+//! By default glibc serves blocks from 128 KiB up (the threshold rises with use, to at most 32 MiB) with a fresh
+//! `mmap` and hands them back to the system on `free`, and trims the heap's free top above twice that. A captioning
+//! call allocates and frees the same large tensors over and over (the vision tower's and the prefill's activations,
+//! a step's logits: 8 MiB at batch 8), so each time their pages are faulted in and zeroed again. On the project's
+//! 2-core VM a page fault costs about 1.6 µs: allocating, filling and freeing 8 MiB took 3.4 ms fresh from the
+//! system against 0.08 ms reused (docs/benchmarks.md, issue 14, step 13), and the faults were 15-25% of the time to
+//! the first token. With blocks up to 64 MiB kept in the heap and up to 256 MiB of free heap kept, the decoding
+//! steps and all but the first call's vision tower and prefill fault no page; the measured peak RSS stayed the same.
+//! PyTorch's CPU performance guide gives the same advice through jemalloc or tcmalloc
+//! (<https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html>); these two settings need neither.
+//!
+//! Process-wide, so a library never sets it on its own: `pgrs caption`, `pgrs eval` and `bench generate`'s worker
+//! call [`keep_freed_memory`] first. Training does not (its peak memory is measured and planned as it is). A user's
+//! own allocator settings win: nothing is changed when `GLIBC_TUNABLES` names a `glibc.malloc.` tunable or a
+//! `MALLOC_*_` variable is set (glibc's documented environment), nor off glibc.
+
+/// glibc's `M_MMAP_THRESHOLD`: blocks below it come from the heap (and stay there when freed).
+pub const MMAP_THRESHOLD: usize = 64 << 20;
+/// glibc's `M_TRIM_THRESHOLD`: free memory at the top of the heap kept up to this much.
+pub const TRIM_THRESHOLD: usize = 256 << 20;
+
+/// What [`keep_freed_memory`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocatorTuning {
+    /// Both thresholds set.
+    Applied,
+    /// The environment configures glibc's allocator already: left as the user set it.
+    UserSettings,
+    /// Not glibc (or glibc refused the values): nothing changed.
+    Unavailable,
+}
+
+/// Sets glibc's mmap and trim thresholds to [`MMAP_THRESHOLD`] and [`TRIM_THRESHOLD`] for this process unless the
+/// environment already configures its allocator (see the module header). Call it once, early, from a binary.
+pub fn keep_freed_memory() -> AllocatorTuning {
+    let tunables = std::env::var("GLIBC_TUNABLES").ok();
+    let malloc_vars = std::env::vars_os()
+        .any(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("MALLOC_") && k.ends_with('_')));
+    if user_configured(tunables.as_deref(), malloc_vars) {
+        return AllocatorTuning::UserSettings;
+    }
+    set_thresholds()
+}
+
+/// Whether the user configured glibc's allocator: a `glibc.malloc.` tunable in `GLIBC_TUNABLES`, or any of glibc's
+/// `MALLOC_*_` variables (`MALLOC_ARENA_MAX`, `MALLOC_TOP_PAD_`, …: the ones with the trailing underscore).
+fn user_configured(glibc_tunables: Option<&str>, malloc_vars: bool) -> bool {
+    malloc_vars
+        || glibc_tunables
+            .is_some_and(|t| t.split(':').any(|kv| kv.trim().starts_with("glibc.malloc.")))
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_thresholds() -> AllocatorTuning {
+    // SAFETY: mallopt only sets allocator parameters; both values are positive and fit an int.
+    let ok = unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1
+    };
+    if ok {
+        AllocatorTuning::Applied
+    } else {
+        AllocatorTuning::Unavailable
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_thresholds() -> AllocatorTuning {
+    AllocatorTuning::Unavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_settings_are_recognised() {
+        assert!(!user_configured(None, false));
+        assert!(!user_configured(Some(""), false));
+        assert!(!user_configured(Some("glibc.pthread.rseq=0"), false));
+        assert!(user_configured(Some("glibc.malloc.mmap_threshold=1048576"), false));
+        assert!(user_configured(Some("glibc.pthread.rseq=0:glibc.malloc.arena_max=2"), false));
+        assert!(user_configured(None, true));
+    }
+
+    /// The property the setting is for: a block of 48 MiB (above the 32 MiB that glibc's own threshold can reach,
+    /// so by default always a fresh `mmap`) freed and allocated again faults in (almost) no page the second time.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_large_block_freed_is_reused_without_page_faults() {
+        if keep_freed_memory() != AllocatorTuning::Applied {
+            eprintln!("allocator settings from the environment: not tested");
+            return;
+        }
+        let faults = || {
+            // SAFETY: getrusage fills the struct it is given.
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+            u.ru_minflt
+        };
+        const LEN: usize = 48 << 20;
+        let touch = || {
+            let v = vec![1u8; LEN];
+            std::hint::black_box(&v);
+        };
+        touch();
+        let before = faults();
+        touch();
+        let again = faults() - before;
+        let pages = (LEN / 4096) as i64;
+        assert!(again < pages / 10, "{again} page faults for {pages} pages reused");
+    }
+}
