@@ -124,39 +124,14 @@ impl Views {
             return false;
         }
         if s.b > 1 && s.b * s.h * s.l * s.t * s.hd >= PARALLEL_FROM {
-            (0..s.b).into_par_iter().for_each(|b| self.batch_row(b));
+            (0..s.b).into_par_iter().for_each(|b| batch_row(self, b));
         } else {
-            (0..s.b).for_each(|b| self.batch_row(b));
+            (0..s.b).for_each(|b| batch_row(self, b));
         }
         true
     }
 
-    /// Every head and query position of batch row `b`, on the widest vectors the CPU has.
-    unsafe fn batch_row(&self, b: i64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return self.batch_row_avx512(b);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return self.batch_row_avx2(b);
-            }
-        }
-        self.batch_row_plain(b);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn batch_row_avx512(&self, b: i64) {
-        self.batch_row_plain(b);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn batch_row_avx2(&self, b: i64) {
-        self.batch_row_plain(b);
-    }
-
+    /// Every head and query position of batch row `b` (the body `batch_row` compiles for each vector width).
     #[inline(always)]
     unsafe fn batch_row_plain(&self, b: i64) {
         let s = self.shapes;
@@ -230,6 +205,17 @@ impl Views {
         }
     }
 }
+
+/// [`Views::batch_row_plain`] as a free function, for `widest_vectors!`.
+#[inline(always)]
+unsafe fn batch_row_plain(views: &Views, b: i64) {
+    views.batch_row_plain(b)
+}
+
+smallmm::widest_vectors!(
+    /// Every head and query position of batch row `b`, on the widest vectors the CPU has.
+    unsafe fn batch_row(views: &Views, b: i64) -> () = batch_row_plain
+);
 
 #[cfg(test)]
 mod tests {

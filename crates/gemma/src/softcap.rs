@@ -14,37 +14,10 @@
 
 use smallmm::math::tanh;
 
-/// `x ← c · tanh(x / c)` for every value of `xs`, on this thread.
-pub fn softcap_in_place(xs: &mut [f32], cap: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { softcap_avx512(xs, cap) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { softcap_avx2(xs, cap) };
-        }
-    }
-    softcap_loop(xs, cap);
-}
-
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn softcap_avx512(xs: &mut [f32], cap: f32) {
-    softcap_loop(xs, cap);
-}
-
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softcap_avx2(xs: &mut [f32], cap: f32) {
-    softcap_loop(xs, cap);
-}
+smallmm::widest_vectors!(
+    /// `x ← c · tanh(x / c)` for every value of `xs`, on this thread.
+    pub fn softcap_in_place(xs: &mut [f32], cap: f32) -> () = softcap_loop
+);
 
 /// The loop every backend compiles (Rust never fuses `a * b + c` on its own, so all backends give the same bits).
 #[inline(always)]

@@ -211,37 +211,10 @@ fn row_candidates(pieces: &[Option<Piece>], keep: usize) -> Option<Vec<(f32, usi
     Some(best.found.into_iter().map(|(x, i)| (x - max - log_sum, i)).collect())
 }
 
-/// [`Piece`] of `part` (indices offset by `offset`), `None` on a NaN; vectorised for this CPU.
-fn piece_stats(part: &[f32], offset: usize, keep: usize) -> Option<Piece> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { piece_stats_avx512(part, offset, keep) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { piece_stats_avx2(part, offset, keep) };
-        }
-    }
-    piece_stats_loop(part, offset, keep)
-}
-
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn piece_stats_avx512(part: &[f32], offset: usize, keep: usize) -> Option<Piece> {
-    piece_stats_loop(part, offset, keep)
-}
-
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn piece_stats_avx2(part: &[f32], offset: usize, keep: usize) -> Option<Piece> {
-    piece_stats_loop(part, offset, keep)
-}
+smallmm::widest_vectors!(
+    /// [`Piece`] of `part` (indices offset by `offset`), `None` on a NaN; vectorised for this CPU.
+    fn piece_stats(part: &[f32], offset: usize, keep: usize) -> Option<Piece> = piece_stats_loop
+);
 
 /// The code every backend compiles: the scan for the best values, then the sum of exponentials in 16 f32 lanes over
 /// blocks of 1,024 values, the blocks' sums added in f64 (f32 lanes over a whole row would lose about 1e-6).

@@ -8,6 +8,80 @@
 //! Cephes' range reduction and polynomial for exp, written branch-free. Results differ from libtorch's (SLEEF) by a
 //! few units in the last place (`gemma`'s soft-capping test bounds tanh at 4e-7 relative; the test below bounds exp).
 //! Rust never fuses `a * b + c` on its own, so every backend gives the same bits.
+//!
+//! [`widest_vectors!`](crate::widest_vectors) is the one place that builds such a loop three times (AVX-512F, AVX2 +
+//! FMA, plain x86-64) and picks one at run time.
+
+/// Defines `fn name(args) -> ret` that runs `body` (an `#[inline(always)]` function taking the same arguments)
+/// compiled for the widest vectors the CPU has: AVX-512F, else AVX2 + FMA, else the plain target; off x86-64 it is
+/// `body`. The binary stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function
+/// that is only called after `is_x86_feature_detected!` (a cached answer) said yes, and `body` is inlined into it, so
+/// its loops vectorise for that copy's instructions. `unsafe fn` makes an unsafe function of an unsafe `body`.
+///
+/// ```
+/// #[inline(always)]
+/// fn double_loop(xs: &mut [f32]) {
+///     xs.iter_mut().for_each(|x| *x *= 2.0);
+/// }
+/// smallmm::widest_vectors!(
+///     /// Doubles every value.
+///     pub fn double(xs: &mut [f32]) -> () = double_loop
+/// );
+/// let mut v = [1.0, 2.5];
+/// double(&mut v);
+/// assert_eq!(v, [2.0, 5.0]);
+/// ```
+#[macro_export]
+macro_rules! widest_vectors {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $ret)
+        }
+    };
+    ($(#[$attr:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
+        $(#[$attr])*
+        ///
+        /// # Safety
+        /// As the function it runs.
+        $vis unsafe fn $name($($arg: $ty),*) -> $ret {
+            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $ret)
+        }
+    };
+    (@pick $body:path; $($arg:ident: $ty:ty),*; $ret:ty) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// # Safety
+            /// The CPU has AVX-512F, and as `body`.
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn avx512($($arg: $ty),*) -> $ret {
+                // SAFETY: as this function's.
+                unsafe { $body($($arg),*) }
+            }
+            /// # Safety
+            /// The CPU has AVX2 and FMA, and as `body`.
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn avx2($($arg: $ty),*) -> $ret {
+                // SAFETY: as this function's.
+                unsafe { $body($($arg),*) }
+            }
+            if ::std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (just checked); `body`'s own conditions are the caller's.
+                return unsafe { avx512($($arg),*) };
+            }
+            if ::std::is_x86_feature_detected!("avx2") && ::std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (just checked); `body`'s own conditions are the caller's.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        // SAFETY: `body`'s conditions are the caller's (none when it is safe).
+        #[allow(unused_unsafe)]
+        let plain = unsafe { $body($($arg),*) };
+        plain
+    }};
+}
 
 /// Cephes `tanhf`, branch-free: both forms are computed and one is selected.
 #[inline(always)]
