@@ -5,9 +5,10 @@
 //! call allocates and frees the same large tensors over and over (the vision tower's and the prefill's activations,
 //! a step's logits: 8 MiB at batch 8), so each time their pages are faulted in and zeroed again. On the project's
 //! 2-core VM a page fault costs about 1.6 µs: allocating, filling and freeing 8 MiB took 3.4 ms fresh from the
-//! system against 0.08 ms reused (docs/benchmarks.md, issue 14, step 13), and the faults were 15-25% of the time to
-//! the first token. With blocks up to 64 MiB kept in the heap and up to 256 MiB of free heap kept, the decoding
-//! steps and all but the first call's vision tower and prefill fault no page; the measured peak RSS stayed the same.
+//! system against 0.08 ms reused (docs/benchmarks.md, issue 14, step 13). With blocks up to 64 MiB kept in the heap
+//! and up to 256 MiB of free heap kept, the benchmark's captioning process faulted about 220k pages instead of
+//! 557-827k (nearly all of them now from loading the model), its first token came 13-38% sooner and its peak RSS
+//! stayed within 30 MiB.
 //! PyTorch's CPU performance guide gives the same advice through jemalloc or tcmalloc
 //! (<https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html>); these two settings need neither.
 //!
