@@ -214,7 +214,7 @@ unsafe fn batch_row_plain(views: &Views, b: i64) {
 
 smallmm::widest_vectors!(
     /// Every head and query position of batch row `b`, on the widest vectors the CPU has.
-    unsafe fn batch_row(views: &Views, b: i64) -> () = batch_row_plain
+    unsafe fn batch_row(views: &Views, b: i64) = batch_row_plain
 );
 
 #[cfg(test)]

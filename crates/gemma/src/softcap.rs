@@ -16,7 +16,7 @@ use smallmm::math::tanh;
 
 smallmm::widest_vectors!(
     /// `x ← c · tanh(x / c)` for every value of `xs`, on this thread.
-    pub fn softcap_in_place(xs: &mut [f32], cap: f32) -> () = softcap_loop
+    pub fn softcap_in_place(xs: &mut [f32], cap: f32) = softcap_loop
 );
 
 /// The loop every backend compiles (Rust never fuses `a * b + c` on its own, so all backends give the same bits).

@@ -12,7 +12,7 @@
 //! [`widest_vectors!`](crate::widest_vectors) is the one place that builds such a loop three times (AVX-512F, AVX2 +
 //! FMA, plain x86-64) and picks one at run time.
 
-/// Defines `fn name(args) -> ret` that runs `body` (an `#[inline(always)]` function taking the same arguments)
+/// Defines `fn name(args) -> ret` (`-> ret` optional) that runs `body` (an `#[inline(always)]` function taking the same arguments)
 /// compiled for the widest vectors the CPU has: AVX-512F, else AVX2 + FMA, else the plain target; off x86-64 it is
 /// `body`. The binary stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function
 /// that is only called after `is_x86_feature_detected!` (a cached answer) said yes, and `body` is inlined into it, so
@@ -25,7 +25,7 @@
 /// }
 /// smallmm::widest_vectors!(
 ///     /// Doubles every value.
-///     pub fn double(xs: &mut [f32]) -> () = double_loop
+///     pub fn double(xs: &mut [f32]) = double_loop
 /// );
 /// let mut v = [1.0, 2.5];
 /// double(&mut v);
@@ -33,29 +33,29 @@
 /// ```
 #[macro_export]
 macro_rules! widest_vectors {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
         $(#[$attr])*
-        $vis fn $name($($arg: $ty),*) -> $ret {
-            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $ret)
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $(-> $ret)?)
         }
     };
-    ($(#[$attr:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
+    ($(#[$attr:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
         $(#[$attr])*
         ///
         /// # Safety
         /// As the function it runs.
-        $vis unsafe fn $name($($arg: $ty),*) -> $ret {
-            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $ret)
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            $crate::widest_vectors!(@pick $body; $($arg: $ty),*; $(-> $ret)?)
         }
     };
-    (@pick $body:path; $($arg:ident: $ty:ty),*; $ret:ty) => {{
+    (@pick $body:path; $($arg:ident: $ty:ty),*; $(-> $ret:ty)?) => {{
         #[cfg(target_arch = "x86_64")]
         {
             /// # Safety
             /// The CPU has AVX-512F, and as `body`.
             #[target_feature(enable = "avx512f,avx2,fma")]
             #[allow(unused_unsafe)]
-            unsafe fn avx512($($arg: $ty),*) -> $ret {
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                 // SAFETY: as this function's.
                 unsafe { $body($($arg),*) }
             }
@@ -63,7 +63,7 @@ macro_rules! widest_vectors {
             /// The CPU has AVX2 and FMA, and as `body`.
             #[target_feature(enable = "avx2,fma")]
             #[allow(unused_unsafe)]
-            unsafe fn avx2($($arg: $ty),*) -> $ret {
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                 // SAFETY: as this function's.
                 unsafe { $body($($arg),*) }
             }
