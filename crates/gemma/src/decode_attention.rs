@@ -206,15 +206,9 @@ impl Views {
     }
 }
 
-/// [`Views::batch_row_plain`] as a free function, for `widest_vectors!`.
-#[inline(always)]
-unsafe fn batch_row_plain(views: &Views, b: i64) {
-    views.batch_row_plain(b)
-}
-
 smallmm::widest_vectors!(
     /// Every head and query position of batch row `b`, on the widest vectors the CPU has.
-    unsafe fn batch_row(views: &Views, b: i64) = batch_row_plain
+    unsafe fn batch_row(views: &Views, b: i64) = Views::batch_row_plain
 );
 
 #[cfg(test)]

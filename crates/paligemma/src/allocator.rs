@@ -14,8 +14,9 @@
 //!
 //! Process-wide, so a library never sets it on its own: `pgrs caption`, `pgrs eval` and `bench generate`'s worker
 //! call [`keep_freed_memory`] first. Training does not (its peak memory is measured and planned as it is). A user's
-//! own allocator settings win: nothing is changed when `GLIBC_TUNABLES` names a `glibc.malloc.` tunable or a
-//! `MALLOC_*_` variable is set (glibc's documented environment), nor off glibc.
+//! own allocator settings win: nothing is changed when `GLIBC_TUNABLES` names a `glibc.malloc.` tunable or any
+//! `MALLOC_` variable is set (glibc's `MALLOC_ARENA_MAX`, `MALLOC_TOP_PAD_`, …; jemalloc's `MALLOC_CONF`), nor off
+//! glibc.
 
 /// glibc's `M_MMAP_THRESHOLD`: blocks below it come from the heap (and stay there when freed).
 pub const MMAP_THRESHOLD: usize = 64 << 20;
@@ -37,18 +38,24 @@ pub enum AllocatorTuning {
 /// environment already configures its allocator (see the module header). Call it once, early, from a binary.
 pub fn keep_freed_memory() -> AllocatorTuning {
     let tunables = std::env::var("GLIBC_TUNABLES").ok();
-    let malloc_vars = std::env::vars_os()
-        .any(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("MALLOC_") && k.ends_with('_')));
-    if user_configured(tunables.as_deref(), malloc_vars) {
-        return AllocatorTuning::UserSettings;
-    }
-    set_thresholds()
+    let names: Vec<String> =
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
+    let tuning = if user_configured(tunables.as_deref(), names.iter().map(String::as_str)) {
+        AllocatorTuning::UserSettings
+    } else {
+        set_thresholds()
+    };
+    tracing::debug!(?tuning, "glibc allocator thresholds");
+    tuning
 }
 
-/// Whether the user configured glibc's allocator: a `glibc.malloc.` tunable in `GLIBC_TUNABLES`, or any of glibc's
-/// `MALLOC_*_` variables (`MALLOC_ARENA_MAX`, `MALLOC_TOP_PAD_`, …: the ones with the trailing underscore).
-fn user_configured(glibc_tunables: Option<&str>, malloc_vars: bool) -> bool {
-    malloc_vars
+/// Whether the environment (`GLIBC_TUNABLES` and the variables' names) configures the allocator: a `glibc.malloc.`
+/// tunable, or any `MALLOC_` variable.
+fn user_configured<'a>(
+    glibc_tunables: Option<&str>,
+    mut names: impl Iterator<Item = &'a str>,
+) -> bool {
+    names.any(|k| k.starts_with("MALLOC_"))
         || glibc_tunables
             .is_some_and(|t| t.split(':').any(|kv| kv.trim().starts_with("glibc.malloc.")))
 }
@@ -78,12 +85,17 @@ mod tests {
 
     #[test]
     fn user_settings_are_recognised() {
-        assert!(!user_configured(None, false));
-        assert!(!user_configured(Some(""), false));
-        assert!(!user_configured(Some("glibc.pthread.rseq=0"), false));
-        assert!(user_configured(Some("glibc.malloc.mmap_threshold=1048576"), false));
-        assert!(user_configured(Some("glibc.pthread.rseq=0:glibc.malloc.arena_max=2"), false));
-        assert!(user_configured(None, true));
+        let none = || std::iter::empty();
+        assert!(!user_configured(None, none()));
+        assert!(!user_configured(Some(""), none()));
+        assert!(!user_configured(Some("glibc.pthread.rseq=0"), ["PATH", "HOME"].into_iter()));
+        assert!(!user_configured(None, ["MY_MALLOC_", "OMP_NUM_THREADS"].into_iter()));
+        assert!(user_configured(Some("glibc.malloc.mmap_threshold=1048576"), none()));
+        assert!(user_configured(Some("glibc.pthread.rseq=0:glibc.malloc.arena_max=2"), none()));
+        for var in ["MALLOC_ARENA_MAX", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_CONF"]
+        {
+            assert!(user_configured(None, ["PATH", var].into_iter()), "{var}");
+        }
     }
 
     /// The property the setting is for: a block of 48 MiB (above the 32 MiB that glibc's own threshold can reach,
@@ -91,6 +103,7 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn a_large_block_freed_is_reused_without_page_faults() {
+        // Process-wide: the other tests of this binary run with the setting too, as `pgrs caption` does.
         if keep_freed_memory() != AllocatorTuning::Applied {
             eprintln!("allocator settings from the environment: not tested");
             return;

@@ -12,11 +12,12 @@
 //! [`widest_vectors!`](crate::widest_vectors) is the one place that builds such a loop three times (AVX-512F, AVX2 +
 //! FMA, plain x86-64) and picks one at run time.
 
-/// Defines `fn name(args) -> ret` (`-> ret` optional) that runs `body` (an `#[inline(always)]` function taking the same arguments)
-/// compiled for the widest vectors the CPU has: AVX-512F, else AVX2 + FMA, else the plain target; off x86-64 it is
-/// `body`. The binary stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function
-/// that is only called after `is_x86_feature_detected!` (a cached answer) said yes, and `body` is inlined into it, so
-/// its loops vectorise for that copy's instructions. `unsafe fn` makes an unsafe function of an unsafe `body`.
+/// Defines `fn name(args) -> ret` (`-> ret` optional) that runs `body` (an `#[inline(always)]` function or method
+/// path taking the same arguments) compiled for the vectors of [`Backend::best`](crate::Backend::best), the crate's
+/// one rule for what the CPU runs: AVX-512F, else AVX2 + FMA, else the plain target (off x86-64, always). The binary
+/// stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function that is only called
+/// when that rule said the CPU has its instructions, and `body` is inlined into it, so its loops vectorise for them.
+/// `unsafe fn` makes an unsafe function of an unsafe `body`.
 ///
 /// ```
 /// #[inline(always)]
@@ -52,7 +53,7 @@ macro_rules! widest_vectors {
         #[cfg(target_arch = "x86_64")]
         {
             /// # Safety
-            /// The CPU has AVX-512F, and as `body`.
+            /// The CPU has AVX-512F, AVX2 and FMA, and as `body`.
             #[target_feature(enable = "avx512f,avx2,fma")]
             #[allow(unused_unsafe)]
             unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
@@ -67,13 +68,13 @@ macro_rules! widest_vectors {
                 // SAFETY: as this function's.
                 unsafe { $body($($arg),*) }
             }
-            if ::std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (just checked); `body`'s own conditions are the caller's.
-                return unsafe { avx512($($arg),*) };
-            }
-            if ::std::is_x86_feature_detected!("avx2") && ::std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA (just checked); `body`'s own conditions are the caller's.
-                return unsafe { avx2($($arg),*) };
+            match $crate::Backend::best() {
+                // SAFETY: `best` picks AVX-512 only where the CPU has AVX-512F, AVX2 and FMA; `body`'s own conditions
+                // are the caller's.
+                $crate::Backend::Avx512 => return unsafe { avx512($($arg),*) },
+                // SAFETY: `best` picks AVX2 only where the CPU has AVX2 and FMA; as above.
+                $crate::Backend::Avx2 => return unsafe { avx2($($arg),*) },
+                _ => {}
             }
         }
         // SAFETY: `body`'s conditions are the caller's (none when it is safe).
