@@ -164,20 +164,35 @@ fn row_speed(r: &Row) -> Option<f64> {
     Some(theirs.median / ours.median)
 }
 
-/// What our workers' allocator ran with (` Ours …`), as `paligemma::allocator::keep_freed_memory` reported it.
-fn allocator_note<'a>(results: impl IntoIterator<Item = &'a WorkerResult>) -> String {
-    let applied = results
-        .into_iter()
-        .filter_map(|r| r.versions.get("allocator").and_then(|v| v.as_str()))
-        .any(|v| v == "Applied");
-    if !applied {
+/// What our workers' memory settings were (` Ours …`), as `paligemma::allocator` reported them.
+fn allocator_note<'a>(results: impl IntoIterator<Item = &'a WorkerResult> + Clone) -> String {
+    let any = |key: &str, value: &str| {
+        results
+            .clone()
+            .into_iter()
+            .any(|r| r.versions.get(key).and_then(|v| v.as_str()) == Some(value))
+    };
+    let mut settings = vec![];
+    if any("allocator", "Applied") {
+        settings.push(format!(
+            "glibc's allocator keeping blocks up to {} MiB in the heap and up to {} MiB of free heap",
+            paligemma::allocator::MMAP_THRESHOLD >> 20,
+            paligemma::allocator::TRIM_THRESHOLD >> 20
+        ));
+    }
+    if any("huge_pages", "Enabled") {
+        settings.push(format!(
+            "libtorch's blocks of 2 MiB and more in transparent huge pages (`{}=1`)",
+            paligemma::allocator::THP_ENV
+        ));
+    }
+    if settings.is_empty() {
         return String::new();
     }
     format!(
-        " Ours ran with glibc's allocator set as `pgrs caption` sets it (`paligemma::allocator`: blocks up to {} MiB \
-         kept in the heap, up to {} MiB of free heap kept); the reference with glibc's defaults.",
-        paligemma::allocator::MMAP_THRESHOLD >> 20,
-        paligemma::allocator::TRIM_THRESHOLD >> 20
+        " Ours ran with the memory settings of `pgrs caption` (`paligemma::allocator`): {}; the reference with \
+         glibc's and libtorch's defaults.",
+        settings.join(", and ")
     )
 }
 

@@ -4,8 +4,9 @@
 //! output head included, and attends over the KV cache: at least one read of all of those bytes. It can therefore
 //! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
 //! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
-//! of a sum over a 256 MB tensor through libtorch and a plain vectorisable Rust loop over the same amount (neither
-//! writes anything back, so neither pays for more than the read), each the median of 15 calls as the steps are.
+//! of a sum over a 256 MB tensor through libtorch and a plain vectorisable Rust loop over the same amount in
+//! transparent huge pages, as `pgrs caption` holds its weights (`paligemma::allocator`; neither probe writes anything
+//! back, so neither pays for more than the read), each the median of 15 calls as the steps are.
 use paligemma::names::LANGUAGE;
 use paligemma::PaliGemmaConfig;
 use std::time::Instant;
@@ -18,7 +19,8 @@ pub const PROBE_BYTES: usize = 256 << 20;
 pub struct ReadSpeed {
     /// `x.sum()` over a 256 MB f32 tensor, libtorch's reduction kernel on its intra-op threads (median call).
     pub torch: f64,
-    /// The same sum in Rust, 16 independent accumulators per thread (auto-vectorised), on a pool of the run's size.
+    /// The same sum in Rust, 16 independent accumulators per thread (auto-vectorised), on a pool of the run's size,
+    /// over memory in transparent huge pages where the kernel grants them.
     pub rust: f64,
 }
 
@@ -45,11 +47,52 @@ pub fn measure(threads: usize) -> anyhow::Result<ReadSpeed> {
     drop(t);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
-    let data = vec![1.0f32; n];
+    let ones = HugePageOnes::new(n);
+    let data = ones.as_slice();
     let rust = median_speed(|| {
-        std::hint::black_box(pool.install(|| sum(std::hint::black_box(&data))));
+        std::hint::black_box(pool.install(|| sum(std::hint::black_box(data))));
     });
     Ok(ReadSpeed { torch, rust })
+}
+
+/// `len` f32 ones, 2 MiB aligned and advised for transparent huge pages before they are first touched, as libtorch
+/// allocates the weights under `THP_MEM_ALLOC_ENABLE=1` (the advice is ignored where the kernel has none).
+struct HugePageOnes {
+    ptr: *mut f32,
+    layout: std::alloc::Layout,
+    len: usize,
+}
+
+impl HugePageOnes {
+    fn new(len: usize) -> HugePageOnes {
+        let layout =
+            std::alloc::Layout::from_size_align(len.max(1) * 4, 2 << 20).expect("a valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) }.cast::<f32>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: the range is this allocation, not yet touched; the advice changes no content.
+        unsafe {
+            libc::madvise(ptr.cast(), layout.size(), libc::MADV_HUGEPAGE);
+        }
+        // SAFETY: `len` f32 fit the allocation, which nothing else references.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }.fill(1.0);
+        HugePageOnes { ptr, layout, len }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: `len` initialised f32 (`new` filled them), alive as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for HugePageOnes {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
+    }
 }
 
 /// Bytes per second of the median of 15 calls of `read` (one more first, untimed), each reading [`PROBE_BYTES`].
@@ -143,6 +186,13 @@ pub fn decode_step_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_huge_page_probe_sums_its_ones() {
+        let ones = HugePageOnes::new(3 << 20);
+        assert_eq!(ones.as_slice().len(), 3 << 20);
+        assert_eq!(sum(ones.as_slice()), (3 << 20) as f32);
+    }
 
     #[test]
     fn step_bytes_count_the_text_weights_once_and_the_cache_by_layer() {

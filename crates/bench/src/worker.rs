@@ -24,6 +24,12 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
         <trainer::device::DeviceSpec as trainer::setting::Setting>::parse_setting(&spec.device)
             .map_err(|e| anyhow::anyhow!("device {e}"))?
             .resolve()?;
+    // As `pgrs caption` and `pgrs eval` run, and before libtorch's first allocation, where it reads the huge-page
+    // setting.
+    let memory = matches!(spec.task, Task::Generate).then(|| {
+        let allocator = paligemma::allocator::keep_freed_memory();
+        (allocator, paligemma::allocator::huge_pages_for_large_tensors())
+    });
     // Touch libtorch once so the baseline includes the runtime, as the Python side's includes `import torch`.
     let _ = Tensor::zeros([1], (Kind::Float, device));
     let mut result = WorkerResult {
@@ -34,6 +40,10 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
         rss_baseline: rss::current(),
         ..Default::default()
     };
+    if let Some((allocator, huge_pages)) = memory {
+        result.versions["allocator"] = format!("{allocator:?}").into();
+        result.versions["huge_pages"] = format!("{huge_pages:?}").into();
+    }
     match spec.task {
         Task::Train => train(&spec, device, &mut result)?,
         Task::Generate => generate(&spec, device, &mut result)?,
@@ -242,9 +252,6 @@ fn clip(trainables: &[(String, Tensor)], max_norm: f64) {
 }
 
 fn generate(spec: &Spec, device: Device, result: &mut WorkerResult) -> Result<()> {
-    // As `pgrs caption` and `pgrs eval` run.
-    let tuning = paligemma::allocator::keep_freed_memory();
-    result.versions["allocator"] = format!("{tuning:?}").into();
     let t0 = Instant::now();
     let dtype = weights::DType::parse(&spec.dtype)?;
     let loaded = paligemma::load(&spec.model_dir, LoadOptions { dtype: Some(dtype), device })?;
