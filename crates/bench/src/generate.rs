@@ -70,6 +70,11 @@ pub fn run(a: &Args) -> Result<i32> {
     );
     let mut rows = Vec::new();
     let mut specs = Vec::new();
+    // On CPU only: a GPU's bound is its own memory's, which these probes do not read.
+    let mut probed = (!c.device.starts_with("cuda")).then(Probed::default);
+    if let Some(p) = &mut probed {
+        p.probe(threads)?;
+    }
     for (n, k) in list.iter().enumerate() {
         let file = inputs_dir.join(format!("generate-b{}.safetensors", k.batch));
         inputs::write_generate(&model, k.batch, 2000 + k.batch as i64, &file)?;
@@ -125,6 +130,9 @@ pub fn run(a: &Args) -> Result<i32> {
         );
         rows.push(row);
         specs.push(spec);
+        if let Some(p) = &mut probed {
+            p.probe(threads)?;
+        }
     }
     // Where the speed target is missed (or when asked), where the time goes: one more process per side, timed
     // calls first, then profiled ones (`paligemma::generate_profiled` / forward hooks on the same blocks).
@@ -139,20 +147,13 @@ pub fn run(a: &Args) -> Result<i32> {
             profiles.push((row.case.clone(), rust, hf));
         }
     }
-    // After every worker has run, so the probe never competes with them. On CPU only: a GPU's bound is its own
-    // memory's, which this probe does not read.
-    let speed = if c.device.starts_with("cuda") {
-        None
-    } else {
-        Some((read_bound::measure(threads)?, fma_probe::measure(threads)?))
-    };
     let cases = rows
         .iter()
         .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}));
     write_raw(&work, &format!("generate{}", a.model.file_tag()), cases.collect())?;
     let mut section = render(a, &pcfg, &rows, &profiles, &versions, threads, rounds, steps);
-    if let Some((read, fma)) = speed {
-        section += &decode_table(&pcfg, &a.dtype, &rows, read, fma, threads);
+    if let Some(p) = &probed {
+        section += &decode_table(&pcfg, &a.dtype, &rows, p, threads);
     }
     c.publish(&section)?;
     let strict = a.dtype == "f32";
@@ -325,23 +326,56 @@ fn prefix_len(file: &std::path::Path) -> Result<usize> {
 
 /// Each side's cached decoding step against the read bound: `(call - first-token call) / (new tokens - 1)`, the
 /// same derivation on both sides, next to what one step has to read (`read_bound::decode_step_bytes`).
+/// The machine's read speed and multiply-add rate, probed before the first case and after each: between the workers,
+/// never beside one. Each case is held to the faster of the probes just before and just after its workers: the shared
+/// machine's read speed swings (34 to 52 GB/s between runs an hour apart, 35 to 44 GB/s within one run), and a probe
+/// from another moment of the run would measure those swings, not the case.
+#[derive(Default)]
+struct Probed {
+    reads: Vec<ReadSpeed>,
+    fmas: Vec<Option<f64>>,
+}
+
+impl Probed {
+    fn probe(&mut self, threads: usize) -> Result<()> {
+        self.reads.push(read_bound::measure(threads)?);
+        self.fmas.push(fma_probe::measure(threads)?);
+        Ok(())
+    }
+
+    /// The read speed (bytes/s, the faster probe) and multiply-add rate the `case`-th case is held to: the faster of
+    /// the probes before and after it.
+    fn around(&self, case: usize) -> (f64, Option<f64>) {
+        let near = case.min(self.reads.len().saturating_sub(1))..(case + 2).min(self.reads.len());
+        let read = self.reads[near.clone()].iter().map(ReadSpeed::best).fold(0.0, f64::max);
+        (read, self.fmas[near].iter().flatten().copied().reduce(f64::max))
+    }
+
+    /// The slowest and fastest of `f` over the probes.
+    fn range(&self, f: impl Fn(usize) -> Option<f64>) -> Option<(f64, f64)> {
+        let all: Vec<f64> = (0..self.reads.len()).filter_map(f).collect();
+        let min = all.iter().copied().reduce(f64::min)?;
+        Some((min, all.iter().copied().fold(min, f64::max)))
+    }
+}
+
 fn decode_table(
     pcfg: &paligemma::PaliGemmaConfig,
     dtype: &str,
     rows: &[Row],
-    speed: ReadSpeed,
-    fma_rate: Option<f64>,
+    probed: &Probed,
     threads: usize,
 ) -> String {
     let elem = if dtype == "f32" { 4.0 } else { 2.0 };
     let ms = |x: f64| format!("{:.2} ms", x * 1e3);
     let mut met = 0;
     let mut out = Vec::new();
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
+        let (speed, fma_rate) = probed.around(i);
         let n = r.rust.first().map_or(0, |w| w.ids.iter().map(Vec::len).max().unwrap_or(0));
         let lanes = r.case.batch * r.case.beams;
         let bytes = read_bound::decode_step_bytes(pcfg, elem, lanes, r.prefix, n);
-        let read = bytes.total() / speed.best();
+        let read = bytes.total() / speed;
         let compute = fma_rate.map_or(0.0, |f| bytes.fmas / f);
         let bound = read.max(compute);
         let step = |v: &[WorkerResult]| {
@@ -363,25 +397,31 @@ fn decode_table(
             lanes.to_string(),
             format!("{:.1} MB + {:.1} MB", bytes.weights / 1e6, bytes.kv / 1e6),
             format!("{:.2} G", bytes.fmas / 1e9),
+            format!("{:.1} GB/s", speed / 1e9),
             format!("{} ({})", ms(bound), if compute > read { "multiply-adds" } else { "read" }),
             cell(ours),
             cell(theirs),
         ]);
     }
+    let range = |f: &dyn Fn(usize) -> Option<f64>, unit: &str, scale: f64| {
+        probed
+            .range(f)
+            .map_or("-".into(), |(a, b)| format!("{:.1}-{:.1} {unit}", a / scale, b / scale))
+    };
+    let reads = range(&|i| Some(probed.reads[i].best()), "GB/s", 1e9);
+    let fmas = range(&|i| probed.fmas[i], "G/s", 1e9);
     let mut s = format!(
-        "\nThe physical bound of a cached decoding step, measured on this machine in this run after the workers, with \
-         {threads} threads (medians of 15 calls): read speed {:.1} GB/s summing a 256 MB f32 tensor through libtorch, \
-         {:.1} GB/s in a plain Rust loop (the bound uses the faster); {}. A step reads every weight of the language \
+        "\nThe physical bound of a cached decoding step, measured on this machine in this run with {threads} threads, \
+         {} times: before the first case and after each, between the workers (each probe the median of 15 calls). \
+         Read speed: the faster of a sum over a 256 MB f32 tensor through libtorch and a plain Rust loop over 256 MB \
+         in huge pages ({reads} over the run); multiply-add rate: 12 independent f32 fused multiply-adds per thread \
+         on the widest vectors ({fmas}). Each case is held to the faster probes of those just before and just after \
+         its workers. A step reads every weight of the language \
          model once (the tied embedding once, as the output head) and the KV cache it attends over (a sliding-window \
          layer only its window), and does one multiply-add per weight and row (plus attention's): it takes at least \
          the longer of bytes / read speed and multiply-adds / multiply-add rate. A side's step time is (call - \
          first-token call) / (new tokens - 1); in brackets the share of the bound it reaches.\n\n",
-        speed.torch / 1e9,
-        speed.rust / 1e9,
-        fma_rate.map_or("no multiply-add rate (no AVX2 + FMA)".to_string(), |f| format!(
-            "f32 multiply-add rate {:.0} G/s (12 independent fused multiply-adds per thread on the widest vectors)",
-            f / 1e9
-        ))
+        probed.reads.len(),
     );
     s += &report::table(
         &[
@@ -390,11 +430,12 @@ fn decode_table(
             "rows",
             "read per step (weights + KV)",
             "multiply-adds per step",
+            "read speed around the case",
             "bound per step",
             "step, ours",
             "step, transformers",
         ],
-        &[false, true, true, true, true, true, true, true],
+        &[false, true, true, true, true, true, true, true, true],
         &out,
     );
     s += &format!(
@@ -404,4 +445,25 @@ fn decode_table(
         rows.len()
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_case_is_held_to_the_faster_probe_beside_it() {
+        let speed = |gb: f64| ReadSpeed { torch: gb * 1e9, rust: (gb - 1.0) * 1e9 };
+        let probed = Probed {
+            reads: vec![speed(10.0), speed(30.0), speed(20.0), speed(25.0)],
+            fmas: vec![Some(100.0), None, Some(300.0), Some(200.0)],
+        };
+        assert_eq!(probed.around(0), (30e9, Some(100.0)));
+        assert_eq!(probed.around(1), (30e9, Some(300.0)));
+        assert_eq!(probed.around(2), (25e9, Some(300.0)));
+        // Past the last probe (never the case: one probe follows each case), the last one.
+        assert_eq!(probed.around(7), (25e9, Some(200.0)));
+        assert_eq!(probed.range(|i| Some(probed.reads[i].best())), Some((10e9, 30e9)));
+        assert_eq!(probed.range(|i| probed.fmas[i]), Some((100.0, 300.0)));
+    }
 }
