@@ -324,8 +324,6 @@ fn prefix_len(file: &std::path::Path) -> Result<usize> {
     Ok(*ids.1.size().last().unwrap_or(&0) as usize)
 }
 
-/// Each side's cached decoding step against the read bound: `(call - first-token call) / (new tokens - 1)`, the
-/// same derivation on both sides, next to what one step has to read (`read_bound::decode_step_bytes`).
 /// The machine's read speed and multiply-add rate, probed before the first case and after each: between the workers,
 /// never beside one. Each case is held to the faster of the probes just before and just after its workers: the shared
 /// machine's read speed swings (34 to 52 GB/s between runs an hour apart, 35 to 44 GB/s within one run), and a probe
@@ -359,6 +357,8 @@ impl Probed {
     }
 }
 
+/// Each side's cached decoding step against the read bound: `(call - first-token call) / (new tokens - 1)`, the
+/// same derivation on both sides, next to what one step has to read (`read_bound::decode_step_bytes`).
 fn decode_table(
     pcfg: &paligemma::PaliGemmaConfig,
     dtype: &str,

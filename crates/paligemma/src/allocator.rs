@@ -19,7 +19,7 @@
 //! blocks of 2 MiB and more in transparent huge pages when `THP_MEM_ALLOC_ENABLE=1` (`c10::alloc_cpu`: 2 MiB aligned,
 //! `madvise(MADV_HUGEPAGE)`), which the kernel honours in its default `madvise` mode. Measured on the project's VM
 //! (docs/benchmarks.md, issue 14, step 14): the f32 output head 3-6% faster alternating in one process, decoding steps
-//! 3-13% shorter (medians of 4 alternating worker runs per case), peak RSS unchanged.
+//! 1-13% shorter (medians of 4 alternating worker runs per case; beam 3 at batch 8 within noise), peak RSS unchanged.
 //!
 //! Process-wide, so a library never sets either on its own: `pgrs caption`, `pgrs eval` and `bench generate`'s
 //! worker call both first. Training does not (its peak memory is measured and planned as it is). A user's own
