@@ -46,7 +46,12 @@ fn rows_of(t: &Tensor) -> Option<(&[f32], usize, usize)> {
 /// The index of each row's largest value (the first one among equals), as `t.argmax(-1)` gives it, for `t [rows, n]`
 /// f32; `None` when libtorch should answer (not a contiguous f32 CPU tensor, a NaN in some row, `PGRS_SMALLMM=0`).
 pub fn argmax_rows(t: &Tensor) -> Option<Vec<i64>> {
-    let (values, _, n) = rows_of(t)?;
+    let (values, rows, n) = rows_of(t)?;
+    if rows > 1 && values.len() >= PARALLEL_FROM {
+        // Whole rows spread over the threads in one parallel call. Row after row, each split in two, took 8
+        // parallel calls for a greedy step at batch 8: 295-299 against 92-106 µs (docs/benchmarks.md, issue 14).
+        return values.par_chunks(n).map(|row| argmax_from(row, 0).map(|i| i as i64)).collect();
+    }
     values.chunks(n).map(|row| argmax(row).map(|i| i as i64)).collect()
 }
 
@@ -323,6 +328,19 @@ mod tests {
         assert_eq!(argmax_rows(&t).unwrap(), vec![n as i64 / 2 + 1]);
         v[10] = f32::NAN;
         assert!(argmax_rows(&Tensor::from_slice(&v).view([1, n as i64])).is_none());
+        // Several rows, each whole on one thread: equal maxima in each, then a NaN in one row.
+        let mut rows = vec![0.0f32; 3 * n];
+        for (r, at) in [(0, [5, n - 2]), (1, [n / 2 + 1, n / 2 + 2]), (2, [0, 1])] {
+            at.iter().for_each(|&i| rows[r * n + i] = 1.0 + r as f32);
+        }
+        let t = Tensor::from_slice(&rows).view([3, n as i64]);
+        assert_eq!(argmax_rows(&t).unwrap(), vec![5, n as i64 / 2 + 1, 0]);
+        assert_eq!(
+            Vec::<i64>::try_from(t.argmax(-1, false)).unwrap(),
+            vec![5, n as i64 / 2 + 1, 0]
+        );
+        rows[n + 7] = f32::NAN;
+        assert!(argmax_rows(&Tensor::from_slice(&rows).view([3, n as i64])).is_none());
         let t = Tensor::from_slice(&[1.0f32, 3.0, 2.0, 0.0]).view([2, 2]);
         assert!(argmax_rows(&t.to_kind(Kind::Double)).is_none(), "f64");
         assert!(argmax_rows(&t.tr()).is_none(), "not contiguous");
