@@ -166,12 +166,10 @@ fn row_speed(r: &Row) -> Option<f64> {
 }
 
 /// What our workers' memory settings were (` Ours …`), as `paligemma::allocator` reported them.
-fn allocator_note<'a>(results: impl IntoIterator<Item = &'a WorkerResult> + Clone) -> String {
+fn allocator_note<'a>(results: impl IntoIterator<Item = &'a WorkerResult>) -> String {
+    let results: Vec<&WorkerResult> = results.into_iter().collect();
     let any = |key: &str, value: &str| {
-        results
-            .clone()
-            .into_iter()
-            .any(|r| r.versions.get(key).and_then(|v| v.as_str()) == Some(value))
+        results.iter().any(|r| r.versions.get(key).and_then(|v| v.as_str()) == Some(value))
     };
     let mut settings = vec![];
     if any("allocator", "Applied") {
@@ -348,13 +346,11 @@ impl Probed {
         let read = self.reads[near.clone()].iter().map(ReadSpeed::best).fold(0.0, f64::max);
         (read, self.fmas[near].iter().flatten().copied().reduce(f64::max))
     }
+}
 
-    /// The slowest and fastest of `f` over the probes.
-    fn range(&self, f: impl Fn(usize) -> Option<f64>) -> Option<(f64, f64)> {
-        let all: Vec<f64> = (0..self.reads.len()).filter_map(f).collect();
-        let min = all.iter().copied().reduce(f64::min)?;
-        Some((min, all.iter().copied().fold(min, f64::max)))
-    }
+/// The smallest and largest value, `None` for none.
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| Some(acc.map_or((v, v), |(a, b): (f64, f64)| (a.min(v), b.max(v)))))
 }
 
 /// Each side's cached decoding step against the read bound: `(call - first-token call) / (new tokens - 1)`, the
@@ -403,13 +399,11 @@ fn decode_table(
             cell(theirs),
         ]);
     }
-    let range = |f: &dyn Fn(usize) -> Option<f64>, unit: &str, scale: f64| {
-        probed
-            .range(f)
-            .map_or("-".into(), |(a, b)| format!("{:.1}-{:.1} {unit}", a / scale, b / scale))
+    let range = |span: Option<(f64, f64)>, unit: &str| {
+        span.map_or("-".into(), |(a, b)| format!("{:.1}-{:.1} {unit}", a / 1e9, b / 1e9))
     };
-    let reads = range(&|i| Some(probed.reads[i].best()), "GB/s", 1e9);
-    let fmas = range(&|i| probed.fmas[i], "G/s", 1e9);
+    let reads = range(span(probed.reads.iter().map(ReadSpeed::best)), "GB/s");
+    let fmas = range(span(probed.fmas.iter().flatten().copied()), "G/s");
     let mut s = format!(
         "\nThe physical bound of a cached decoding step, measured on this machine in this run with {threads} threads, \
          {} times: before the first case and after each, between the workers (each probe the median of 15 calls). \
@@ -463,7 +457,8 @@ mod tests {
         assert_eq!(probed.around(2), (25e9, Some(300.0)));
         // Past the last probe (never the case: one probe follows each case), the last one.
         assert_eq!(probed.around(7), (25e9, Some(200.0)));
-        assert_eq!(probed.range(|i| Some(probed.reads[i].best())), Some((10e9, 30e9)));
-        assert_eq!(probed.range(|i| probed.fmas[i]), Some((100.0, 300.0)));
+        assert_eq!(span(probed.reads.iter().map(ReadSpeed::best)), Some((10e9, 30e9)));
+        assert_eq!(span(probed.fmas.iter().flatten().copied()), Some((100.0, 300.0)));
+        assert_eq!(span(std::iter::empty()), None);
     }
 }

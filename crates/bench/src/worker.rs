@@ -26,10 +26,7 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
             .resolve()?;
     // As `pgrs caption` and `pgrs eval` run, and before libtorch's first allocation, where it reads the huge-page
     // setting.
-    let memory = matches!(spec.task, Task::Generate).then(|| {
-        let allocator = paligemma::allocator::keep_freed_memory();
-        (allocator, paligemma::allocator::huge_pages_for_large_tensors())
-    });
+    let memory = matches!(spec.task, Task::Generate).then(paligemma::allocator::for_captioning);
     // Touch libtorch once so the baseline includes the runtime, as the Python side's includes `import torch`.
     let _ = Tensor::zeros([1], (Kind::Float, device));
     let mut result = WorkerResult {
@@ -40,9 +37,9 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
         rss_baseline: rss::current(),
         ..Default::default()
     };
-    if let Some((allocator, huge_pages)) = memory {
-        result.versions["allocator"] = format!("{allocator:?}").into();
-        result.versions["huge_pages"] = format!("{huge_pages:?}").into();
+    if let Some(m) = memory {
+        result.versions["allocator"] = format!("{:?}", m.allocator).into();
+        result.versions["huge_pages"] = format!("{:?}", m.huge_pages).into();
     }
     match spec.task {
         Task::Train => train(&spec, device, &mut result)?,

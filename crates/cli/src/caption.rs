@@ -69,8 +69,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<i32> {
-    paligemma::allocator::keep_freed_memory();
-    paligemma::allocator::huge_pages_for_large_tensors();
+    paligemma::allocator::for_captioning();
     let dtype = args.dtype.as_deref().map(|w| setting::<DType>("--dtype", w)).transpose()?;
     let device = setting::<DeviceSpec>("--device", &args.device)?;
     let resample = setting::<Resample>("--resample", &args.resample)?;

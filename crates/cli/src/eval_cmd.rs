@@ -62,8 +62,7 @@ fn eval_cfg(args: &EvalArgs) -> Result<EvalConfig> {
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<i32> {
-    paligemma::allocator::keep_freed_memory();
-    paligemma::allocator::huge_pages_for_large_tensors();
+    paligemma::allocator::for_captioning();
     let ecfg = eval_cfg(args)?;
     let evaluator = metrics::Evaluator::new(eval::metrics_options(&ecfg));
     let out = if let Some(run) = &args.run {

@@ -22,10 +22,25 @@
 //! 1-13% shorter (medians of 4 alternating worker runs per case; beam 3 at batch 8 within noise), peak RSS unchanged.
 //!
 //! Process-wide, so a library never sets either on its own: `pgrs caption`, `pgrs eval` and `bench generate`'s
-//! worker call both first. Training does not (its peak memory is measured and planned as it is). A user's own
-//! settings win: the allocator's are left alone when `GLIBC_TUNABLES` names a `glibc.malloc.` tunable or any
-//! `MALLOC_` variable is set (glibc's `MALLOC_ARENA_MAX`, `MALLOC_TOP_PAD_`, …; jemalloc's `MALLOC_CONF`), or off
-//! glibc; huge pages when `THP_MEM_ALLOC_ENABLE` is set to anything, or the kernel has them off.
+//! worker call [`for_captioning`] first, which applies both. Training does not (its peak memory is measured and
+//! planned as it is). A user's own settings win: the allocator's are left alone when `GLIBC_TUNABLES` names a
+//! `glibc.malloc.` tunable or any `MALLOC_` variable is set (glibc's `MALLOC_ARENA_MAX`, `MALLOC_TOP_PAD_`, …;
+//! jemalloc's `MALLOC_CONF`), or off glibc; huge pages when `THP_MEM_ALLOC_ENABLE` is set to anything, or the kernel
+//! has them off.
+
+/// What [`for_captioning`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySettings {
+    pub allocator: AllocatorTuning,
+    pub huge_pages: HugePages,
+}
+
+/// Both settings of this module, as a captioning process wants them: [`keep_freed_memory`] and
+/// [`huge_pages_for_large_tensors`]. Call it first thing in a binary, before any tensor exists (libtorch reads the
+/// huge-page setting at its first allocation) and while the process has one thread.
+pub fn for_captioning() -> MemorySettings {
+    MemorySettings { allocator: keep_freed_memory(), huge_pages: huge_pages_for_large_tensors() }
+}
 
 /// glibc's `M_MMAP_THRESHOLD`: blocks below it come from the heap (and stay there when freed).
 pub const MMAP_THRESHOLD: usize = 64 << 20;
