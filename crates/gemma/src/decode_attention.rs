@@ -8,14 +8,13 @@
 //! for 4.6 MB of cache) or the capped form's dozen small ops per layer (docs/benchmarks.md, issue 14). Sums run in
 //! another order and tanh / exp are Cephes' (`softcap.rs`), so outputs differ from libtorch's by rounding (unit tests:
 //! within 2e-6 of the largest output); each query row is computed alone, so a row in a batch equals it alone.
-use rayon::prelude::*;
 use smallmm::math::{exp, lanes, tanh};
 use tch::{Device, Kind, Tensor};
 
 /// Most query positions per row handled (a cached decoding step has 1).
 const MAX_QUERY_LEN: i64 = 4;
 
-/// Work (query rows × keys × head size) from which the batch rows are spread over rayon's threads.
+/// Work (query rows × keys × head size) from which the batch rows are spread over the threads of `smallmm::pool`.
 const PARALLEL_FROM: i64 = 1 << 18;
 
 /// `softmax(s + mask) v` for `q [B, H, L, hd]`, `k`/`v` `[B, KV, T, hd]` (each KV head serving `H / KV` query heads,
@@ -124,7 +123,7 @@ impl Views {
             return false;
         }
         if s.b > 1 && s.b * s.h * s.l * s.t * s.hd >= PARALLEL_FROM {
-            (0..s.b).into_par_iter().for_each(|b| batch_row(self, b));
+            smallmm::pool::for_each(s.b as usize, &|b| batch_row(self, b as i64));
         } else {
             (0..s.b).for_each(|b| batch_row(self, b));
         }

@@ -1,5 +1,5 @@
 //! Picking tokens from a decoding step's scores on CPU: the greedy argmax and beam search's candidates, each one pass
-//! over the rows at the speed of reading them, on rayon's threads.
+//! over the rows at the speed of reading them, on the threads of `smallmm::pool` (awake between a step's loops).
 //!
 //! Issue 14 (docs/benchmarks.md): libtorch runs `argmax` and `topk` over a step's `[rows, 257,216]` f32 scores on its
 //! one decoding thread (`generate`'s `OneThread`), and its `topk` sorts candidates: 1.2-1.5 ms per beam-3 step at
@@ -14,14 +14,14 @@
 //! back to it, so a generation picks the same ids either way: the tests below compare the answers with libtorch's on
 //! random rows, ties and NaN, and the HF parity tests' greedy and beam ids go through them. `PGRS_SMALLMM=0` turns
 //! them off with the products.
-use rayon::prelude::*;
 use smallmm::math::exp;
 use tch::{Device, Kind, Tensor};
 
 /// Values read per chunk: a chunk none of whose values can enter the result is skipped with one vectorisable test.
 const CHUNK: usize = 64;
 
-/// Rows shorter than this are scanned on the calling thread (waking rayon's workers costs tens of µs).
+/// Rows shorter than this are scanned on the calling thread (starting a parallel loop costs a few µs, and tens when
+/// the helpers have gone to sleep).
 const PARALLEL_FROM: usize = 1 << 16;
 
 /// The row-major f32 values of a contiguous CPU tensor `[rows, n]`, or `None` where libtorch should do the work.
@@ -50,7 +50,8 @@ pub fn argmax_rows(t: &Tensor) -> Option<Vec<i64>> {
     if rows > 1 && values.len() >= PARALLEL_FROM {
         // Whole rows spread over the threads in one parallel call. Row after row, each split in two, took 8
         // parallel calls for a greedy step at batch 8: 295-299 against 92-106 µs (docs/benchmarks.md, issue 14).
-        return values.par_chunks(n).map(|row| argmax_from(row, 0).map(|i| i as i64)).collect();
+        let row = |r: usize| argmax_from(&values[r * n..(r + 1) * n], 0).map(|i| i as i64);
+        return smallmm::pool::map(rows, row).into_iter().collect();
     }
     values.chunks(n).map(|row| argmax(row).map(|i| i as i64)).collect()
 }
@@ -61,8 +62,11 @@ fn argmax(row: &[f32]) -> Option<usize> {
         return argmax_from(row, 0);
     }
     let half = row.len() / 2;
-    let (a, b) = rayon::join(|| argmax_from(&row[..half], 0), || argmax_from(&row[half..], half));
-    let (a, b) = (a?, b?);
+    let parts = smallmm::pool::map(2, |p| match p {
+        0 => argmax_from(&row[..half], 0),
+        _ => argmax_from(&row[half..], half),
+    });
+    let (a, b) = (parts[0]?, parts[1]?);
     // The left half's index is the smaller: it wins unless the right half's value is larger.
     Some(if row[b] > row[a] { b } else { a })
 }
@@ -114,11 +118,10 @@ fn top_k(row: &[f32], k: usize) -> Option<Vec<(f32, usize)>> {
     let best = if row.len() < PARALLEL_FROM {
         Best::scan(row, 0, k + 1)?
     } else {
-        let parts: Vec<Option<Best>> = row
-            .par_chunks(row.len().div_ceil(2))
-            .enumerate()
-            .map(|(p, part)| Best::scan(part, p * row.len().div_ceil(2), k + 1))
-            .collect();
+        let half = row.len().div_ceil(2);
+        let parts = smallmm::pool::map(2, |p| {
+            Best::scan(&row[p * half..row.len().min((p + 1) * half)], p * half, k + 1)
+        });
         let mut all = Best::new(k + 1);
         for part in parts {
             part?.found.into_iter().for_each(|(v, i)| all.offer(v, i));
@@ -135,7 +138,7 @@ fn top_k(row: &[f32], k: usize) -> Option<Vec<(f32, usize)>> {
 /// scores` viewed `[B, K·V]`, then `lp.topk(keep)` (values descending, flat indices `beam · V + token`), for
 /// `logits [B·K, V]` f32 and the running beams' `scores [B, K]` f32. One read of the logits instead of five passes
 /// over `[B·K, V]` (log-softmax's max, sum and write, the score's add, the top-k's read): per row its `keep + 1`
-/// largest logits, its maximum and `Σ exp(x - max)`, in pieces of [`PIECE`] values on rayon's threads.
+/// largest logits, its maximum and `Σ exp(x - max)`, in pieces of [`PIECE`] values on the pool's threads.
 ///
 /// Exact in what it picks: within a row, `(x - max - ln Σ) + score` never decreases as `x` grows, so the `keep + 1`
 /// largest logits of each row hold every candidate that can enter the top `keep + 1` of its batch row (a row that
@@ -159,7 +162,7 @@ pub fn beam_candidates(logits: &Tensor, scores: &Tensor, keep: usize) -> Option<
     let pieces: Vec<Option<Piece>> = if values.len() < PARALLEL_FROM {
         (0..rows * pieces_per_row).map(stats).collect()
     } else {
-        (0..rows * pieces_per_row).into_par_iter().map(stats).collect()
+        smallmm::pool::map(rows * pieces_per_row, stats)
     };
     let mut vals = Vec::with_capacity(b * keep);
     let mut idx = Vec::with_capacity(b * keep);
@@ -408,7 +411,7 @@ mod tests {
 
     #[test]
     fn beam_candidates_equal_libtorch_on_both_paths() {
-        // Small rows on this thread; 8 x 3 rows of a PaliGemma vocabulary in pieces on rayon's threads; a vocabulary
+        // Small rows on this thread; 8 x 3 rows of a PaliGemma vocabulary in pieces on the pool's threads; a vocabulary
         // whose last piece holds one value.
         for (b, k, v, keep) in
             [(1, 2, 50, 4), (2, 3, 1000, 6), (8, 3, 257_216, 6), (1, 3, PIECE as i64 * 2 + 1, 6)]

@@ -30,9 +30,26 @@ pub(crate) trait Isa {
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// The lanes summed as a halving tree (see the module header).
     unsafe fn hsum(v: Self::V) -> f32;
+    /// `out[i] = hsum(v[i])` for each `i`, bit for bit (`v` and `out` of the same length, at most 32). Backends
+    /// override it to sum several vectors' lanes at once: the same additions, fewer instructions.
+    #[inline(always)]
+    unsafe fn hsums(v: &[Self::V], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(v) {
+            *o = Self::hsum(v);
+        }
+    }
     /// Asks for the cache line at `p` (any address: a hint never faults).
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
+    /// Copies `len` values from `src` to `dst`, whose whole cache lines may bypass the caches (streaming stores).
+    #[inline(always)]
+    unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
+        std::ptr::copy_nonoverlapping(src, dst, len);
+    }
+    /// Orders this thread's streaming stores before its later stores (they are weakly ordered), so that whoever
+    /// synchronises with the thread afterwards sees them.
+    #[inline(always)]
+    unsafe fn fence() {}
 }
 
 /// A weight element: f32, or bf16 stored as its 16 bits (`u16`), as libtorch stores `BFloat16`.
@@ -64,15 +81,35 @@ impl Elem for u16 {
     }
 }
 
-/// The output, shared by the threads of one call; each writes only its own weight rows' columns.
+/// Where the sums go: `out[r, j]` at `ptr + (r - row0) · stride + (j - col0)`. The call's output (`[rows, n]`), shared
+/// by its threads, each writing only its own weight rows' columns; or a thread's staging buffer for a block of it.
 #[derive(Clone, Copy)]
-pub(crate) struct Out(pub *mut f32);
+pub(crate) struct Out {
+    ptr: *mut f32,
+    stride: usize,
+    row0: usize,
+    col0: usize,
+}
 // SAFETY: `matmul_on` hands disjoint column ranges to the threads, so no element is written twice or read.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    /// The whole output, `[rows, n]` row-major.
+    pub fn rows(out: &mut [f32], n: usize) -> Out {
+        Out { ptr: out.as_mut_ptr(), stride: n, row0: 0, col0: 0 }
+    }
+
+    /// Where `out[r, j]` goes.
+    #[inline(always)]
+    unsafe fn at(&self, r: usize, j: usize) -> *mut f32 {
+        self.ptr.add((r - self.row0) * self.stride + (j - self.col0))
+    }
+}
+
 /// One call's operands: `x [rows, k]` and `w [n, k]` row-major, `out [rows, n]` row-major. The public functions
 /// check the lengths before building it.
+#[derive(Clone, Copy)]
 pub(crate) struct Problem<'a, E> {
     pub x: &'a [f32],
     pub rows: usize,
@@ -80,6 +117,8 @@ pub(crate) struct Problem<'a, E> {
     pub w: &'a [E],
     pub n: usize,
     pub out: Out,
+    /// Whether the sums are staged per block and written to `out` with streaming stores ([`weight_rows`]).
+    pub stream: bool,
 }
 
 /// Columns per pass over a tile (a multiple of every lane count): the pass's slice of x, 32 rows × 256 × 4 bytes, and
@@ -89,6 +128,10 @@ const KC: usize = 256;
 
 /// Rows of x per block: the accumulators of one block of rows live in a stack buffer of this many rows.
 const ROW_BLOCK: usize = 32;
+
+/// Columns of a staging buffer (`Problem::stream`): a multiple of the tile widths (3, 4) and of a cache line's 16
+/// values, so that a block of columns starting on a whole line fills whole lines. 32 rows × 96 × 4 bytes = 12 KB.
+pub(crate) const STAGE_COLS: usize = 96;
 
 /// How far ahead of the pass that runs its weights are prefetched, at least (whole passes, in the order the passes
 /// read the weights): 2 KB ahead was measured short (bf16 head: 11 → 14 GB/s at 8 rows with 4 KB, no gain from 8 KB).
@@ -127,17 +170,49 @@ unsafe fn weight_rows_in<I: Isa, E: Elem, const R: usize, const J: usize>(
     acc1: &mut [[I::V; 1]],
 ) {
     let ahead = Ahead::new::<E>(p.k / I::LANES * I::LANES, J, p.n);
+    let mut stage = std::mem::MaybeUninit::<[f32; ROW_BLOCK * STAGE_COLS]>::uninit();
+    let stage = stage.as_mut_ptr().cast::<f32>();
+    // Without streaming, all columns in one go. One call of `tiles` below, not one per case: two inlined copies of
+    // the tile loops left the optimiser spilling accumulators (measured 1.9x slower at 24 rows).
+    let chunk = if p.stream { STAGE_COLS } else { (j1 - j0).max(1) };
     for r0 in (0..p.rows).step_by(ROW_BLOCK) {
         let rows = r0..(r0 + ROW_BLOCK).min(p.rows);
-        let mut j = j0;
-        while j + J <= j1 {
-            weight_tile::<I, E, R, J>(p, rows.clone(), j, &ahead, acc);
-            j += J;
+        for ja in (j0..j1).step_by(chunk) {
+            let jb = (ja + chunk).min(j1);
+            let staged = Out { ptr: stage, stride: STAGE_COLS, row0: r0, col0: ja };
+            let q = Problem { out: if p.stream { staged } else { p.out }, ..*p };
+            tiles::<I, E, R, J>(&q, rows.clone(), ja..jb, &ahead, acc, acc1);
+            if p.stream {
+                for r in rows.clone() {
+                    // Every value of these rows and columns was just written by `finish`.
+                    I::stream(p.out.at(r, ja), staged.at(r, ja), jb - ja);
+                }
+            }
         }
-        while j < j1 {
-            weight_tile::<I, E, R, 1>(p, rows.clone(), j, &Ahead::NONE, acc1);
-            j += 1;
-        }
+    }
+    if p.stream {
+        I::fence();
+    }
+}
+
+/// Columns `js` of `rows`: tiles of `J` weight rows, the rows past the last full `J` one at a time.
+#[inline(always)]
+unsafe fn tiles<I: Isa, E: Elem, const R: usize, const J: usize>(
+    p: &Problem<E>,
+    rows: std::ops::Range<usize>,
+    js: std::ops::Range<usize>,
+    ahead: &Ahead,
+    acc: &mut [[I::V; J]],
+    acc1: &mut [[I::V; 1]],
+) {
+    let mut j = js.start;
+    while j + J <= js.end {
+        weight_tile::<I, E, R, J>(p, rows.clone(), j, ahead, acc);
+        j += J;
+    }
+    while j < js.end {
+        weight_tile::<I, E, R, 1>(p, rows.clone(), j, &Ahead::NONE, acc1);
+        j += 1;
     }
 }
 
@@ -158,7 +233,7 @@ unsafe fn weight_tile<I: Isa, E: Elem, const R: usize, const J: usize>(
         // No full vector: the sums are the one-by-one products of `finish` alone.
         for r in rows {
             for jj in 0..J {
-                finish::<I, E>(p, r, j + jj, I::zero(), full);
+                finish(p, r, j + jj, 0.0, full);
             }
         }
         return;
@@ -197,8 +272,8 @@ struct Span {
 }
 
 /// Which pass to prefetch for: `passes` passes later in the order the weights are read (the passes of a tile, then
-/// those of the next tile), up to the last weight row: past the end of this thread's block too, since rayon usually
-/// gives the same thread the next block (measured: 1 row of 16384 × 2048 f32, 5.25 → 4.9 ms).
+/// those of the next tile), up to the last weight row: past the end of this thread's block too, since the pool gives a
+/// thread runs of consecutive blocks (measured with rayon, which does too: 1 row of 16384 × 2048 f32, 5.25 → 4.9 ms).
 struct Ahead {
     passes: usize,
     per_tile: usize,
@@ -272,23 +347,27 @@ unsafe fn pass<I: Isa, E: Elem, const R: usize, const J: usize>(
         acc[..R].copy_from_slice(&a);
         return R;
     }
-    for (rr, a_r) in a.iter().enumerate() {
-        for (jj, &v) in a_r.iter().enumerate() {
-            finish::<I, E>(p, r + rr, span.j + jj, v, span.full);
+    let mut sums = [0.0f32; 8 * 4];
+    let sums = &mut sums[..R * J];
+    I::hsums(a.as_flattened(), sums);
+    for rr in 0..R {
+        for jj in 0..J {
+            finish(p, r + rr, span.j + jj, sums[rr * J + jj], span.full);
         }
     }
     R
 }
 
-/// `out[r, j]`: the lanes of `acc` summed, then the columns past the last full vector added one by one.
+/// `out[r, j]`: `sum` (the lanes of the output's accumulator, summed), then the columns past the last full vector
+/// added one by one.
 #[inline(always)]
-unsafe fn finish<I: Isa, E: Elem>(p: &Problem<E>, r: usize, j: usize, acc: I::V, full: usize) {
+unsafe fn finish<E: Elem>(p: &Problem<E>, r: usize, j: usize, sum: f32, full: usize) {
     let (x, w) = (p.x.as_ptr().add(r * p.k), p.w.as_ptr().add(j * p.k));
-    let mut s = I::hsum(acc);
+    let mut s = sum;
     for c in full..p.k {
         s = (*x.add(c)).mul_add((*w.add(c)).to_f32(), s);
     }
-    *p.out.0.add(r * p.n + j) = s;
+    *p.out.at(r, j) = s;
 }
 
 /// Plain Rust with the lane count and order of a SIMD backend (8: AVX2, 16: AVX-512): the fallback off x86-64 and

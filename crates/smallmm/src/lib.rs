@@ -14,8 +14,10 @@
 //!   `smallmm::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))`.
 //! - [`math`]: Cephes-style `exp` / `tanh` and a lane-wise fold that vectorise, for the decoding step's element-wise
 //!   passes in `gemma` and `paligemma`.
-//! - Threads: rayon's global pool (`RAYON_NUM_THREADS`, default one per CPU), over blocks of weight rows; weights
-//!   under 1 MB on the calling thread.
+//! - Threads: the calling thread and the helpers of [`pool`] (as many in all as rayon's global pool,
+//!   `RAYON_NUM_THREADS`, default one per CPU), which stay awake between a decoding step's products, over blocks of
+//!   weight rows; weights under 1 MB on the calling thread. `gemma`'s decoding attention and `paligemma::select` run
+//!   their loops there too.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
 //!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
@@ -36,13 +38,13 @@
 //! right after a libtorch op: 1 row 22 → 33 GB/s, 8 rows 18 → 26 GB/s; libtorch's own head unchanged).
 mod kernel;
 pub mod math;
+pub mod pool;
 #[cfg(feature = "tch")]
 mod torch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 use kernel::{Elem, Out, Problem};
-use rayon::prelude::*;
 use std::sync::OnceLock;
 #[cfg(feature = "tch")]
 pub use torch::{linear, records_gradient, try_linear};
@@ -160,15 +162,21 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
     }
 }
 
-/// Weights smaller than this are done on the calling thread: waking rayon's workers (tens of µs on the project's
-/// VM) costs more than the second core saves. Measured alone, f32 from memory at 1 and 8 rows, one thread was faster
+/// Weights smaller than this are done on the calling thread: measured when the products ran on rayon's workers,
+/// waking them (tens of µs on the project's VM) cost more than the second core saved. Measured alone, f32 from memory at 1 and 8 rows, one thread was faster
 /// up to 2 MB, but with libtorch's spinning OpenMP workers taking the other core; in the decode loop, with libtorch on
 /// one thread there (`paligemma::generate`), the mid-size model's 2 MB MLP products on two threads took its decoder
 /// stack at one row from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14).
 const SEQUENTIAL_BYTES: usize = 1 << 20;
 
-/// Weight bytes per rayon item (rayon splits the range of items adaptively; an item is a contiguous block of weight
-/// rows, streamed once).
+/// Weights from which the outputs are written with streaming stores, past the caches: weights larger than the
+/// last-level cache (32 MB on the project's machine) evict the call's first outputs before it ends, so nothing is
+/// lost, and a plain store first reads the line it writes (read for ownership). The output head at 24 rows writes
+/// 25 MB of logits; scattered over 24 rows, one value at a time, its stores took up to a fifth of the product's time.
+const STREAM_BYTES: usize = 32 << 20;
+
+/// Weight bytes per item of the pool's loop (an item is a contiguous block of weight rows, streamed once; the pool
+/// hands out runs of items).
 const BLOCK_BYTES: usize = 64 << 10;
 
 /// `out[r, j] = Σ_c x[r, c] · w[j, c]` for `x [rows, k]`, `w [n, k]` (f32) and `out [rows, n]`, all row-major, on the
@@ -177,13 +185,13 @@ const BLOCK_BYTES: usize = 64 << 10;
 /// # Panics
 /// If a slice's length does not match `rows`, `k` and `n`.
 pub fn matmul_rows_f32(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
-    matmul_on(Backend::best(), x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+    matmul_on(Backend::best(), x, (rows, k), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
 }
 
 /// As [`matmul_rows_f32`] with bf16 weights given as their bits (`half::bf16::to_bits`, libtorch's `BFloat16`
 /// storage), widened exactly to f32; x and the sums are f32.
 pub fn matmul_rows_bf16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, out: &mut [f32]) {
-    matmul_on(Backend::best(), x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+    matmul_on(Backend::best(), x, (rows, k), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
 }
 
 /// [`matmul_rows_f32`] on a given backend (tests and benchmarks).
@@ -199,7 +207,7 @@ pub fn matmul_rows_f32_on(
     n: usize,
     out: &mut [f32],
 ) {
-    matmul_on(backend, x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+    matmul_on(backend, x, (rows, k), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
 }
 
 /// [`matmul_rows_bf16`] on a given backend (tests and benchmarks).
@@ -215,11 +223,12 @@ pub fn matmul_rows_bf16_on(
     n: usize,
     out: &mut [f32],
 ) {
-    matmul_on(backend, x, (rows, k), w, n, out, SEQUENTIAL_BYTES);
+    matmul_on(backend, x, (rows, k), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
 }
 
 /// The product on `backend`, on the calling thread when the weights have fewer than `sequential_below` bytes, else
-/// on rayon's threads (the result is the same bit for bit).
+/// on the pool's threads, and with streaming stores from `stream_from` bytes of weights (the result is the same bit for
+/// bit either way).
 fn matmul_on<E: Elem>(
     backend: Backend,
     x: &[f32],
@@ -227,25 +236,29 @@ fn matmul_on<E: Elem>(
     w: &[E],
     n: usize,
     out: &mut [f32],
-    sequential_below: usize,
+    (sequential_below, stream_from): (usize, usize),
 ) {
     assert_eq!(x.len(), rows * k, "smallmm: x's length is not rows × k = {rows} × {k}");
     assert_eq!(w.len(), n * k, "smallmm: w's length is not n × k = {n} × {k}");
     assert_eq!(out.len(), rows * n, "smallmm: out's length is not rows × n = {rows} × {n}");
     let kernel = backend.kernel::<E>();
-    let p = Problem { x, rows, k, w, n, out: Out(out.as_mut_ptr()) };
     let row_bytes = k.max(1) * std::mem::size_of::<E>();
+    let stream = n * row_bytes >= stream_from;
+    let p = Problem { x, rows, k, w, n, out: Out::rows(out, n), stream };
     if rows == 0 || n * row_bytes < sequential_below {
         // SAFETY: the lengths are checked, the range is all of `0..n`, and `kernel` checked the CPU.
         unsafe { kernel(&p, 0, n) };
         return;
     }
-    // A multiple of 12 weight rows (tiles have 3 or 4), so that only the last block has a partial tile.
-    let block = (BLOCK_BYTES / row_bytes).next_multiple_of(12).max(12);
-    (0..n.div_ceil(block)).into_par_iter().for_each(|b| {
+    // A multiple of 12 weight rows (tiles have 3 or 4), so that only the last block has a partial tile; when streaming,
+    // of 48, so that a block's outputs also fill whole cache lines of 16 values (where `n` is a multiple of 16).
+    let unit = if stream { 48 } else { 12 };
+    let block = (BLOCK_BYTES / row_bytes).next_multiple_of(unit).max(unit);
+    let body = |b: usize| {
         // SAFETY: as above; the blocks are disjoint, so each output column is written by one thread.
         unsafe { kernel(&p, b * block, ((b + 1) * block).min(n)) }
-    });
+    };
+    pool::for_each(n.div_ceil(block), &body);
 }
 
 #[cfg(test)]

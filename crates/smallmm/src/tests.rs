@@ -41,7 +41,7 @@ fn all_backends() -> Vec<Backend> {
         .collect()
 }
 
-/// The outputs' bits, computed on rayon's threads however small the weights (`threads`), or on this thread.
+/// The outputs' bits, computed on the pool's threads however small the weights (`threads`), or on this thread.
 fn out_bits<E: Elem>(
     b: Backend,
     x: &[f32],
@@ -52,7 +52,7 @@ fn out_bits<E: Elem>(
     threads: bool,
 ) -> Vec<u32> {
     let mut out = vec![f32::NAN; rows * n];
-    matmul_on(b, x, (rows, k), w, n, &mut out, if threads { 0 } else { usize::MAX });
+    matmul_on(b, x, (rows, k), w, n, &mut out, (if threads { 0 } else { usize::MAX }, usize::MAX));
     out.iter().map(|v| v.to_bits()).collect()
 }
 
@@ -148,6 +148,40 @@ fn threads_do_not_change_the_result() {
             out_bits(b, &x, rows, k, &wb, n, false),
             "{b:?} bf16"
         );
+    }
+}
+
+/// Outputs written through the staging buffer with streaming stores (as for weights larger than the caches) equal
+/// those stored one by one, bit for bit: on one thread and several, with `n` a multiple of a cache line's 16 values
+/// and not, with blocks of several staging widths, and into an output that does not start on a cache line.
+#[test]
+fn streamed_outputs_equal_stored_ones() {
+    let mut rng = Rng(5);
+    for (rows, k, n) in
+        [(1, 256, 1024), (3, 40, 1000), (8, 17, 4099), (24, 64, 2000), (33, 8, 300), (5, 3, 7)]
+    {
+        let x = rng.f32s(rows * k, 2.0);
+        let (w, wb) = (rng.f32s(n * k, 0.1), rng.bf16s(n * k, 0.1));
+        for b in all_backends() {
+            // (on the calling thread below this many weight bytes, streaming from this many)
+            type Modes = (usize, usize);
+            let run = |product: &dyn Fn(&mut [f32], Modes), skip: usize, modes: Modes| {
+                let mut buf = vec![f32::NAN; rows * n + skip];
+                product(&mut buf[skip..], modes);
+                buf[skip..].iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            let f = |out: &mut [f32], m| matmul_on(b, &x, (rows, k), &w, n, out, m);
+            let h = |out: &mut [f32], m| matmul_on(b, &x, (rows, k), &wb, n, out, m);
+            for threads in [0, usize::MAX] {
+                let want = (run(&f, 0, (threads, usize::MAX)), run(&h, 0, (threads, usize::MAX)));
+                for skip in [0, 1, 5] {
+                    let what =
+                        format!("{b:?} {rows}×{k}×{n}, threads from {threads}, {skip} values in");
+                    assert_eq!(run(&f, skip, (threads, 0)), want.0, "f32 {what}");
+                    assert_eq!(run(&h, skip, (threads, 0)), want.1, "bf16 {what}");
+                }
+            }
+        }
     }
 }
 

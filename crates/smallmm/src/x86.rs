@@ -10,6 +10,26 @@
 use crate::kernel::{weight_rows, Elem, Isa, Problem};
 use std::arch::x86_64::*;
 
+/// `Isa::stream` by `put`, which stores `I::LANES` values from its second pointer at its first (aligned to the
+/// vector's size) with a streaming store: plain stores up to the first aligned address and after the last full
+/// vector, so lines only partly in `dst` stay in the caches' hands.
+#[inline(always)]
+unsafe fn stream_with<I: Isa>(
+    dst: *mut f32,
+    src: *const f32,
+    len: usize,
+    put: impl Fn(*mut f32, *const f32),
+) {
+    let bytes = I::LANES * 4;
+    let mut i = (dst.align_offset(bytes)).min(len);
+    std::ptr::copy_nonoverlapping(src, dst, i);
+    while i + I::LANES <= len {
+        put(dst.add(i), src.add(i));
+        i += I::LANES;
+    }
+    std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
+}
+
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2;
 
@@ -38,8 +58,52 @@ impl Isa for Avx2 {
         _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
     #[inline(always)]
+    unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
+        stream_with::<Self>(dst, src, len, |d, s| _mm256_stream_ps(d, _mm256_loadu_ps(s)));
+    }
+    #[inline(always)]
+    unsafe fn fence() {
+        _mm_sfence();
+    }
+    #[inline(always)]
     unsafe fn hsum(v: __m256) -> f32 {
         hsum8(v)
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[__m256], out: &mut [f32]) {
+        for (v, out) in v.chunks(8).zip(out.chunks_mut(8)) {
+            hsum8_x8(v, out);
+        }
+    }
+}
+
+/// `hsum8` of up to 8 vectors at once, by the same additions: each level adds the same pairs of lanes for two
+/// vectors in one instruction, after shuffles that line them up (24 instructions for 8 sums instead of 48).
+#[inline(always)]
+unsafe fn hsum8_x8(v: &[__m256], out: &mut [f32]) {
+    let mut a = [_mm256_setzero_ps(); 8];
+    a[..v.len()].copy_from_slice(v);
+    // Lane i + lane i + 4: [a0's 4 sums, a1's 4 sums] from (a0, a1).
+    let mut p = [_mm256_setzero_ps(); 4];
+    for (m, p) in p.iter_mut().enumerate().take(v.len().div_ceil(2)) {
+        let (x, y) = (a[2 * m], a[2 * m + 1]);
+        *p = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(x, y),
+            _mm256_permute2f128_ps::<0x31>(x, y),
+        );
+    }
+    // Lane i + lane i + 2 within each 128-bit half, for two vectors.
+    let half = |x: __m256, y: __m256| {
+        _mm256_add_ps(_mm256_shuffle_ps::<0x44>(x, y), _mm256_shuffle_ps::<0xEE>(x, y))
+    };
+    let q0 = half(p[0], p[1]);
+    let q1 = if v.len() > 4 { half(p[2], p[3]) } else { q0 };
+    // Lane 0 + lane 1: lane 4k + q now holds the sum of vector 2q + k.
+    let r = _mm256_add_ps(_mm256_shuffle_ps::<0x88>(q0, q1), _mm256_shuffle_ps::<0xDD>(q0, q1));
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), r);
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = lanes[4 * (i % 2) + i / 2];
     }
 }
 
@@ -79,11 +143,58 @@ impl Isa for Avx512 {
     unsafe fn prefetch(p: *const u8) {
         _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
+    #[inline(always)]
+    unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
+        stream_with::<Self>(dst, src, len, |d, s| _mm512_stream_ps(d, _mm512_loadu_ps(s)));
+    }
+    #[inline(always)]
+    unsafe fn fence() {
+        _mm_sfence();
+    }
     /// Halving tree of 16 lanes: `i + 8` (the two 256-bit halves), then as AVX2.
     #[inline(always)]
     unsafe fn hsum(v: __m512) -> f32 {
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
         hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), hi))
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[__m512], out: &mut [f32]) {
+        for (v, out) in v.chunks(16).zip(out.chunks_mut(16)) {
+            hsum16_x16(v, out);
+        }
+    }
+}
+
+/// `Avx512::hsum` of up to 16 vectors at once, by the same additions: each level adds the same pairs of lanes for
+/// several vectors in one instruction, after shuffles that line them up (45 instructions for 16 sums instead of
+/// 112). On a tile of 8 × 3 outputs the single sums had taken a third of the multiply-adds' time.
+#[inline(always)]
+unsafe fn hsum16_x16(v: &[__m512], out: &mut [f32]) {
+    let mut a = [_mm512_setzero_ps(); 16];
+    a[..v.len()].copy_from_slice(v);
+    // Lane i + lane i + 8: [a0's 8 sums, a1's 8 sums] from (a0, a1).
+    let mut p = [_mm512_setzero_ps(); 8];
+    for (m, p) in p.iter_mut().enumerate().take(v.len().div_ceil(2)) {
+        let (x, y) = (a[2 * m], a[2 * m + 1]);
+        *p = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(x, y), _mm512_shuffle_f32x4::<0xEE>(x, y));
+    }
+    // Lane i + lane i + 4 of each 8: 4 vectors' 4 sums from two of the above.
+    let mut q = [_mm512_setzero_ps(); 4];
+    for (m, q) in q.iter_mut().enumerate().take(v.len().div_ceil(4)) {
+        let (x, y) = (p[2 * m], p[2 * m + 1]);
+        *q = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(x, y), _mm512_shuffle_f32x4::<0xDD>(x, y));
+    }
+    // Lane i + lane i + 2 within each 128-bit block, then lane 0 + lane 1: lane 4k + q ends with vector 4q + k.
+    let half = |x: __m512, y: __m512| {
+        _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x, y), _mm512_shuffle_ps::<0xEE>(x, y))
+    };
+    let t0 = half(q[0], q[1]);
+    let t1 = if v.len() > 8 { half(q[2], q[3]) } else { t0 };
+    let r = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(t0, t1), _mm512_shuffle_ps::<0xDD>(t0, t1));
+    let mut lanes = [0.0f32; 16];
+    _mm512_storeu_ps(lanes.as_mut_ptr(), r);
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = lanes[4 * (i % 4) + i / 4];
     }
 }
 
