@@ -255,6 +255,54 @@ mod tests {
         }
     }
 
+    /// CPU time (user + system, in clock ticks) of this process's threads named `name`, from /proc.
+    #[cfg(target_os = "linux")]
+    fn cpu_ticks_of(name: &str) -> Option<u64> {
+        let mut total = None;
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the parenthesised name: state is field 3, utime 14 and stime 15.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let (user, system): (u64, u64) =
+                (rest.get(11)?.parse().ok()?, rest.get(12)?.parse().ok()?);
+            *total.get_or_insert(0) += user + system;
+        }
+        total
+    }
+
+    /// An idle pool costs nothing: after its spin the helper parks and uses no CPU time. Checked in a child copy of
+    /// the test binary running this test alone, where no other test's loop can wake the helper.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_idle_helper_parks() {
+        const CHILD: &str = "SMALLMM_POOL_IDLE_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let exe = std::env::current_exe().expect("the test binary");
+            let out = std::process::Command::new(exe)
+                .args(["pool::tests::an_idle_helper_parks", "--exact", "--test-threads", "1"])
+                .env(CHILD, "1")
+                .env("RAYON_NUM_THREADS", "2")
+                .output()
+                .expect("running the test binary");
+            let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("1 passed"), "child test:\n{text}");
+            return;
+        }
+        check_once(1000);
+        assert_eq!(pool().helpers.len(), 1, "RAYON_NUM_THREADS=2: the caller and one helper");
+        let ticks = || cpu_ticks_of("smallmm-0").expect("the helper thread is listed in /proc");
+        std::thread::sleep(SPIN * 5);
+        let before = ticks();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = ticks();
+        // A helper still spinning would have taken about 30 ticks in 300 ms.
+        assert!(after - before <= 2, "the idle helper used {} ticks in 300 ms", after - before);
+    }
+
     /// Claims take runs that cover the loop once, in order, and none of another epoch: also where the epoch wraps.
     #[test]
     fn claims_cover_the_loop_once_across_the_epoch_wrap() {
