@@ -162,11 +162,10 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
     }
 }
 
-/// Weights smaller than this are done on the calling thread: measured when the products ran on rayon's workers,
-/// waking them (tens of µs on the project's VM) cost more than the second core saved. Measured alone, f32 from memory at 1 and 8 rows, one thread was faster
-/// up to 2 MB, but with libtorch's spinning OpenMP workers taking the other core; in the decode loop, with libtorch on
-/// one thread there (`paligemma::generate`), the mid-size model's 2 MB MLP products on two threads took its decoder
-/// stack at one row from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14).
+/// Weights smaller than this are done on the calling thread. In the decode loop, with libtorch on one thread
+/// (`paligemma::generate`), the mid-size model's 2 MB MLP products on two threads took its decoder stack at one row
+/// from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14). Below 1 MB the second thread gains a
+/// few µs at most, even with the pool's helpers awake: 256 × 256 f32 at 1 row 8.3 → 6.7 µs, 64 × 256 none (step 15).
 const SEQUENTIAL_BYTES: usize = 1 << 20;
 
 /// Weights from which the outputs are written with streaming stores, past the caches: weights larger than the

@@ -218,6 +218,8 @@ mod tests {
             check_once(round % 97);
         }
         check_once(5000);
+        // More iterations than the counter holds: through rayon.
+        check_once(MAX_ITEMS + 3);
         // Loops far apart, so the helpers park between them and must be woken.
         for n in [3, 64] {
             std::thread::sleep(SPIN * 2);

@@ -154,48 +154,27 @@ impl Isa for Avx512 {
     /// Halving tree of 16 lanes: `i + 8` (the two 256-bit halves), then as AVX2.
     #[inline(always)]
     unsafe fn hsum(v: __m512) -> f32 {
-        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-        hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), hi))
+        hsum8(halves_added(v))
     }
+    /// The first level for each vector, then `hsum8_x8`. A 16-vector form that kept the first level in 512-bit
+    /// registers measured no faster on the output head at 1-24 rows (alternating in one process).
     #[inline(always)]
     unsafe fn hsums(v: &[__m512], out: &mut [f32]) {
-        for (v, out) in v.chunks(16).zip(out.chunks_mut(16)) {
-            hsum16_x16(v, out);
+        for (v, out) in v.chunks(8).zip(out.chunks_mut(8)) {
+            let mut h = [_mm256_setzero_ps(); 8];
+            for (h, &v) in h.iter_mut().zip(v) {
+                *h = halves_added(v);
+            }
+            hsum8_x8(&h[..v.len()], out);
         }
     }
 }
 
-/// `Avx512::hsum` of up to 16 vectors at once, by the same additions: each level adds the same pairs of lanes for
-/// several vectors in one instruction, after shuffles that line them up (45 instructions for 16 sums instead of
-/// 112). On a tile of 8 × 3 outputs the single sums had taken a third of the multiply-adds' time.
+/// Lane `i` + lane `i + 8` of 16: the first level of `Avx512::hsum`.
 #[inline(always)]
-unsafe fn hsum16_x16(v: &[__m512], out: &mut [f32]) {
-    let mut a = [_mm512_setzero_ps(); 16];
-    a[..v.len()].copy_from_slice(v);
-    // Lane i + lane i + 8: [a0's 8 sums, a1's 8 sums] from (a0, a1).
-    let mut p = [_mm512_setzero_ps(); 8];
-    for (m, p) in p.iter_mut().enumerate().take(v.len().div_ceil(2)) {
-        let (x, y) = (a[2 * m], a[2 * m + 1]);
-        *p = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(x, y), _mm512_shuffle_f32x4::<0xEE>(x, y));
-    }
-    // Lane i + lane i + 4 of each 8: 4 vectors' 4 sums from two of the above.
-    let mut q = [_mm512_setzero_ps(); 4];
-    for (m, q) in q.iter_mut().enumerate().take(v.len().div_ceil(4)) {
-        let (x, y) = (p[2 * m], p[2 * m + 1]);
-        *q = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(x, y), _mm512_shuffle_f32x4::<0xDD>(x, y));
-    }
-    // Lane i + lane i + 2 within each 128-bit block, then lane 0 + lane 1: lane 4k + q ends with vector 4q + k.
-    let half = |x: __m512, y: __m512| {
-        _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x, y), _mm512_shuffle_ps::<0xEE>(x, y))
-    };
-    let t0 = half(q[0], q[1]);
-    let t1 = if v.len() > 8 { half(q[2], q[3]) } else { t0 };
-    let r = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(t0, t1), _mm512_shuffle_ps::<0xDD>(t0, t1));
-    let mut lanes = [0.0f32; 16];
-    _mm512_storeu_ps(lanes.as_mut_ptr(), r);
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = lanes[4 * (i % 4) + i / 4];
-    }
+unsafe fn halves_added(v: __m512) -> __m256 {
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    _mm256_add_ps(_mm512_castps512_ps256(v), hi)
 }
 
 /// AVX2 + FMA, 16 vector registers: tiles of 4 rows × 3 weight rows (12 accumulators, 3 weight vectors and 1 x
