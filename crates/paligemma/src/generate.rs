@@ -145,9 +145,10 @@ struct State<'a> {
 /// greedy step at batch 1 15.8 -> 12.0 ms, batch 8 22.0 -> 15.4 ms, beam 3 at batch 1 22.4 -> 17.2 ms
 /// (docs/benchmarks.md, issue 14).
 fn smallmm_decodes(model: &PaliGemma, rows: i64) -> bool {
-    let kind = match model.language_model.embed_tokens.kind() {
-        Kind::Float => smallmm::WeightKind::F32,
-        Kind::BFloat16 => smallmm::WeightKind::Bf16,
+    // A bf16 model's activations are bf16 too, so its products are bf16 × bf16.
+    let bf16 = match model.language_model.embed_tokens.kind() {
+        Kind::Float => false,
+        Kind::BFloat16 => true,
         _ => return false,
     };
     let t = &model.config.text_config;
@@ -160,7 +161,10 @@ fn smallmm_decodes(model: &PaliGemma, rows: i64) -> bool {
     let products = [(q, h), (kv, h), (h, q), (ff, h), (h, ff), (t.vocab_size, h)];
     let rows = rows as usize;
     model.device() == tch::Device::Cpu
-        && products.iter().all(|&(n, k)| smallmm::chosen(rows, n as usize, k as usize, kind))
+        && products.iter().all(|&(n, k)| {
+            let kind = smallmm::WeightKind::of(bf16, bf16, k as usize);
+            smallmm::chosen(rows, n as usize, k as usize, kind)
+        })
 }
 
 /// libtorch on one intra-op thread while any `OneThread` lives; the count from before the first is restored when

@@ -9,6 +9,7 @@
 //!
 //! - [`matmul_rows_f32`] / [`matmul_rows_bf16`]: the kernels on plain slices (no libtorch), weights row-major
 //!   `[n, k]` as `nn.Linear` and the tied embedding store them; f32 accumulation, bf16 weights widened exactly.
+//!   [`matmul_rows_bf16_dot`]: bf16 rows and bf16 weights by AVX-512 BF16's dot products ([`bf16_dot`] says where).
 //! - [`linear`] (feature `tch`, on by default): the same on tensors, `None` where the shape, dtype, device, layout,
 //!   autograd or the [`chosen`] rule says libtorch should do it, so callers write
 //!   `smallmm::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))`.
@@ -19,7 +20,9 @@
 //!   weight rows; weights under 1 MB on the calling thread. `gemma`'s decoding attention and `paligemma::select` run
 //!   their loops there too.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
-//!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too).
+//!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too); bf16
+//!   rows by bf16 weights on AVX-512 BF16 where the CPU has it, else widened to f32. bf16 results are rounded as
+//!   they are written (libtorch's rounding), so a bf16 product makes no f32 copy of its output.
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
 //!   decoding-step kernels that ask [`enabled`] (`gemma`'s RMSNorm and RoPE rows, final soft-capping and
 //!   attention, `paligemma::select`).
@@ -44,7 +47,7 @@ mod torch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use kernel::{Elem, Out, Problem};
+use kernel::{Bf16Pair, Elem, Problem, Sum};
 use std::sync::OnceLock;
 #[cfg(feature = "tch")]
 pub use torch::{linear, records_gradient, try_linear};
@@ -98,10 +101,32 @@ impl Backend {
         matches!(self, Backend::Avx512 | Backend::Avx2)
     }
 
+    /// Whether the backend multiplies bf16 rows by bf16 weights in pairs ([`matmul_rows_bf16_dot`]): AVX-512 with
+    /// AVX-512 BF16 (`vdpbf16ps`), and the portable backends, which follow it lane by lane.
+    pub fn runs_bf16_dot(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => self.supported() && is_x86_feature_detected!("avx512bf16"),
+            Backend::Portable16 | Backend::Portable8 => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the backend runs weights of type `E` on this CPU.
+    fn runs<E: Elem>(self) -> bool {
+        if E::PAIRS {
+            self.runs_bf16_dot()
+        } else {
+            self.supported()
+        }
+    }
+
     /// The kernel over weight rows `j0..j1` for weights of type `E`.
     fn kernel<E: Elem>(self) -> unsafe fn(&Problem<E>, usize, usize) {
-        assert!(self.supported(), "smallmm: this CPU cannot run {self:?}");
+        assert!(self.runs::<E>(), "smallmm: this CPU cannot run {self:?} here");
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 if E::PAIRS => x86::avx512_bf16::<E>,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => x86::avx512::<E>,
             #[cfg(target_arch = "x86_64")]
@@ -128,11 +153,34 @@ fn switch_on(value: Option<&str>) -> bool {
     )
 }
 
-/// The weights' element type, for [`chosen`].
+/// Whether bf16 × bf16 products with `k` columns run on AVX-512 BF16's dot products here ([`matmul_rows_bf16_dot`]
+/// on the [`Backend::best`] backend): the CPU has it and `k` is even (a row is whole pairs).
+pub fn bf16_dot(k: usize) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    k.is_multiple_of(2)
+        && *ON.get_or_init(|| Backend::best().is_simd() && Backend::best().runs_bf16_dot())
+}
+
+/// The operands' element types, for [`chosen`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightKind {
+    /// f32 weights (and f32 rows).
     F32,
+    /// bf16 weights widened to f32: f32 rows, or bf16 rows where [`bf16_dot`] is false.
     Bf16,
+    /// bf16 weights and bf16 rows where [`bf16_dot`] is true.
+    Bf16Dot,
+}
+
+impl WeightKind {
+    /// The kind of a product of rows of bf16 (`x_bf16`) or f32 with weights of bf16 (`w_bf16`) or f32, `k` wide.
+    pub fn of(x_bf16: bool, w_bf16: bool, k: usize) -> WeightKind {
+        match (x_bf16, w_bf16) {
+            (_, false) => WeightKind::F32,
+            (true, true) if bf16_dot(k) => WeightKind::Bf16Dot,
+            _ => WeightKind::Bf16,
+        }
+    }
 }
 
 /// The rule [`linear`] applies: this crate where it measured faster than libtorch 2.13 on the project's 2-core Zen 5
@@ -145,10 +193,13 @@ pub enum WeightKind {
 ///   runs libtorch on one thread only when every product is here (`paligemma::generate`); otherwise libtorch's
 ///   OpenMP workers spin-wait beside the head's threads (19% of the CPU samples in perf). Beam 3 × batch 8 (24 rows,
 ///   mid-size model), alternating: step 29.9 / 31.0 / 32.8 -> 27.7 / 21.4 / 25.8 ms (docs/benchmarks.md, issue 14).
-/// - bf16: up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide layers and head: 1.1-3x), and 1-2 rows when
-///   the weights have 32 MB or more (the head, a 3B model's MLP up and gate projections: 1.7-2x). libtorch's bf16
-///   products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the multiply-adds of this crate's f32 ones,
-///   and win the rest (up to 5x at 32 rows).
+/// - bf16 × bf16 on AVX-512 BF16 ([`WeightKind::Bf16Dot`]): up to 8 rows. At 1-8 rows it measured 0.98-4.2x of
+///   libtorch's oneDNN (which uses the same instruction) on every layer shape and 1.6-1.7x on the head; at 24-32 rows
+///   0.3-0.98x (the head at 24 rows 8.4 against 7.9 ms).
+/// - bf16 weights widened to f32 ([`WeightKind::Bf16`]): up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide
+///   layers and head: 1.1-3x), and 1-2 rows when the weights have 32 MB or more (the head, a 3B model's MLP up and
+///   gate projections: 1.7-2x). libtorch's bf16 products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the
+///   multiply-adds of f32's, and win the rest (up to 5x at 32 rows).
 ///
 /// Off when `PGRS_SMALLMM=0`, and on CPUs without AVX2 (libtorch everywhere).
 pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
@@ -158,6 +209,7 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
     let mb = (n * k) as f64 * if kind == WeightKind::F32 { 4.0 } else { 2.0 } / (1 << 20) as f64;
     match kind {
         WeightKind::F32 => true,
+        WeightKind::Bf16Dot => rows <= 8,
         WeightKind::Bf16 => (rows <= 8 && k <= 512) || (rows <= 2 && mb >= 32.0),
     }
 }
@@ -191,6 +243,51 @@ pub fn matmul_rows_f32(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, ou
 /// storage), widened exactly to f32; x and the sums are f32.
 pub fn matmul_rows_bf16(x: &[f32], rows: usize, k: usize, w: &[u16], n: usize, out: &mut [f32]) {
     matmul_on(Backend::best(), x, (rows, k), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
+}
+
+/// `out = x wᵀ` for bf16 rows `x [rows, k]` and bf16 weights `w [n, k]` (their bits), f32 sums, by AVX-512 BF16's
+/// `vdpbf16ps` ([`bf16_dot`] says where the CPU has it): each lane adds products of two bf16, exact in f32, with
+/// fused multiply-adds that read denormals as 0 and flush denormal results to 0. libtorch's bf16 products (oneDNN)
+/// use the same instruction.
+///
+/// # Panics
+/// As [`matmul_rows_f32`], if `k` is odd, and where [`Backend::best`] cannot run it ([`bf16_dot`] is false).
+pub fn matmul_rows_bf16_dot(
+    x: &[u16],
+    rows: usize,
+    k: usize,
+    w: &[u16],
+    n: usize,
+    out: &mut [f32],
+) {
+    matmul_rows_bf16_dot_on(Backend::best(), x, rows, k, w, n, out);
+}
+
+/// [`matmul_rows_bf16_dot`] on a given backend (tests and benchmarks); the portable ones follow `vdpbf16ps` lane by
+/// lane.
+///
+/// # Panics
+/// As [`matmul_rows_bf16_dot`], and if `backend` does not run it ([`Backend::runs_bf16_dot`]).
+pub fn matmul_rows_bf16_dot_on(
+    backend: Backend,
+    x: &[u16],
+    rows: usize,
+    k: usize,
+    w: &[u16],
+    n: usize,
+    out: &mut [f32],
+) {
+    assert!(k.is_multiple_of(2), "smallmm: bf16 dot products need an even k, not {k}");
+    assert_eq!(x.len(), rows * k, "smallmm: x's length is not rows × k = {rows} × {k}");
+    assert_eq!(w.len(), n * k, "smallmm: w's length is not n × k = {n} × {k}");
+    let (x, w) = (pairs(x), pairs(w));
+    matmul_on(backend, x, (rows, k / 2), w, n, out, (SEQUENTIAL_BYTES, STREAM_BYTES));
+}
+
+/// bf16 values taken two by two (the length's parity was checked with `k`, or the lengths check fails).
+fn pairs(v: &[u16]) -> &[Bf16Pair] {
+    // SAFETY: `Bf16Pair` is `repr(transparent)` over `[u16; 2]`: same alignment as u16, twice the size.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len() / 2) }
 }
 
 /// [`matmul_rows_f32`] on a given backend (tests and benchmarks).
@@ -228,13 +325,13 @@ pub fn matmul_rows_bf16_on(
 /// The product on `backend`, on the calling thread when the weights have fewer than `sequential_below` bytes, else
 /// on the pool's threads, and with streaming stores from `stream_from` bytes of weights (the result is the same bit for
 /// bit either way).
-fn matmul_on<E: Elem>(
+fn matmul_on<E: Elem, S: Sum>(
     backend: Backend,
-    x: &[f32],
+    x: &[E::X],
     (rows, k): (usize, usize),
     w: &[E],
     n: usize,
-    out: &mut [f32],
+    out: &mut [S],
     (sequential_below, stream_from): (usize, usize),
 ) {
     assert_eq!(x.len(), rows * k, "smallmm: x's length is not rows × k = {rows} × {k}");
@@ -243,7 +340,7 @@ fn matmul_on<E: Elem>(
     let kernel = backend.kernel::<E>();
     let row_bytes = k.max(1) * std::mem::size_of::<E>();
     let stream = n * row_bytes >= stream_from;
-    let p = Problem { x, rows, k, w, n, out: Out::rows(out, n), stream };
+    let p = Problem { x, rows, k, w, n, out: S::out(out, n), stream };
     if rows == 0 || n * row_bytes < sequential_below {
         // SAFETY: the lengths are checked, the range is all of `0..n`, and `kernel` checked the CPU.
         unsafe { kernel(&p, 0, n) };

@@ -22,6 +22,18 @@ impl Rng {
     fn bf16s(&mut self, len: usize, scale: f32) -> Vec<u16> {
         self.f32s(len, scale).iter().map(|v| (v.to_bits() >> 16) as u16).collect()
     }
+    /// bf16 bits of random sign and of a magnitude from 2^`lo` to 2^`hi` (products of two reach the denormals that
+    /// `vdpbf16ps` flushes).
+    fn bf16s_wide(&mut self, len: usize, (lo, hi): (i32, i32)) -> Vec<u16> {
+        (0..len)
+            .map(|_| {
+                let e = lo + self.below((hi - lo + 1) as usize) as i32;
+                let v = 2f32.powi(e) * (1.0 + (self.next() >> 41) as f32 / (1u64 << 23) as f32);
+                let v = if self.next().is_multiple_of(2) { v } else { -v };
+                (v.to_bits() >> 16) as u16
+            })
+            .collect()
+    }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
@@ -41,10 +53,33 @@ fn all_backends() -> Vec<Backend> {
         .collect()
 }
 
+/// The backends that run bf16 × bf16 in pairs on this CPU.
+fn dot_backends() -> Vec<Backend> {
+    all_backends().into_iter().filter(|b| b.runs_bf16_dot()).collect()
+}
+
+/// `(simd, portable)` for bf16 × bf16 in pairs, where this CPU has AVX-512 BF16.
+fn dot_simd_backends() -> Vec<(Backend, Backend)> {
+    simd_backends().into_iter().filter(|(b, _)| b.runs_bf16_dot()).collect()
+}
+
+/// bf16 rows against bf16 weights (k even), in pairs: the outputs' bits, on the pool's threads or on this thread.
+fn dot_out(
+    b: Backend,
+    x: &[u16],
+    rows: usize,
+    k: usize,
+    w: &[u16],
+    n: usize,
+    threads: bool,
+) -> Vec<u32> {
+    out_bits(b, pairs(x), rows, k / 2, pairs(w), n, threads)
+}
+
 /// The outputs' bits, computed on the pool's threads however small the weights (`threads`), or on this thread.
 fn out_bits<E: Elem>(
     b: Backend,
-    x: &[f32],
+    x: &[E::X],
     rows: usize,
     k: usize,
     w: &[E],
@@ -106,6 +141,46 @@ fn simd_equals_portable_bit_for_bit() {
     }
 }
 
+/// `vdpbf16ps` runs `dot_pair`'s order and rounding: the AVX-512 BF16 kernel gives the portable one's bits, on the
+/// shapes above with k doubled (k / 2 pairs: tails of every length), and on magnitudes whose products cancel or are
+/// denormal (flushed to 0).
+#[test]
+fn bf16_dot_equals_portable_bit_for_bit() {
+    let mut rng = Rng(6);
+    for (simd, portable) in dot_simd_backends() {
+        for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
+            let k = 2 * k;
+            // Plain values; magnitudes 2^-70..2^10 (cancelling, some denormal products); 2^-75..2^-55 (products and
+            // sums around the denormals, where flushing decides the result).
+            let (x, w) = match i % 3 {
+                0 => (rng.bf16s(rows * k, 3.0), rng.bf16s(n * k, 0.05)),
+                1 => (rng.bf16s_wide(rows * k, (-70, 10)), rng.bf16s_wide(n * k, (-70, 10))),
+                _ => (rng.bf16s_wide(rows * k, (-75, -55)), rng.bf16s_wide(n * k, (-75, -55))),
+            };
+            for threads in [false, true] {
+                assert_eq!(
+                    dot_out(simd, &x, rows, k, &w, n, threads),
+                    dot_out(portable, &x, rows, k, &w, n, threads),
+                    "{simd:?} bf16 dot {rows}×{k}×{n}"
+                );
+            }
+        }
+    }
+}
+
+/// One lane of `vdpbf16ps` as specified: the odd element of a pair is added first (1 - 1 + 2^-24 = 2^-24, where the
+/// other order loses the 2^-24), and a denormal product is flushed (2^-70 · 2^-70 = 0).
+#[test]
+fn dot_pair_follows_the_specification() {
+    let bits = |v: f32| (v.to_bits() >> 16) as u16;
+    let x = Bf16Pair([bits(2f32.powi(-12)), bits(-1.0)]);
+    let w = Bf16Pair([bits(2f32.powi(-12)), bits(1.0)]);
+    assert_eq!(kernel::dot_pair(1.0, x, w), 2f32.powi(-24));
+    let tiny = Bf16Pair([bits(2f32.powi(-70)), 0]);
+    assert_eq!(kernel::dot_pair(0.0, tiny, tiny), 0.0);
+    assert_eq!(2f32.powi(-70).mul_add(2f32.powi(-70), 0.0), 2f32.powi(-140), "f32 keeps it");
+}
+
 /// Issue 14's "batched = one by one": a row's outputs do not depend on the other rows of the call (random shapes,
 /// rows 1-40, every backend, f32 and bf16, including shapes split over threads or into several passes over `k`).
 #[test]
@@ -125,6 +200,19 @@ fn batched_rows_equal_rows_one_by_one() {
                 let what = format!("{b:?} row {r} of {rows}×{k}×{n}");
                 assert_eq!(f32_out(b, xr, 1, k, &w, n), all[r * n..(r + 1) * n], "f32 {what}");
                 assert_eq!(bf16_out(b, xr, 1, k, &wb, n), all_b[r * n..(r + 1) * n], "bf16 {what}");
+            }
+        }
+        let k = 2 * k;
+        let (xd, wd) = (rng.bf16s(rows * k, 2.0), rng.bf16s(n * k, 0.1));
+        for b in dot_backends() {
+            let all = dot_out(b, &xd, rows, k, &wd, n, true);
+            for r in 0..rows {
+                let one = dot_out(b, &xd[r * k..(r + 1) * k], 1, k, &wd, n, true);
+                assert_eq!(
+                    one,
+                    all[r * n..(r + 1) * n],
+                    "{b:?} bf16 dot row {r} of {rows}×{k}×{n}"
+                );
             }
         }
     }
@@ -149,6 +237,14 @@ fn threads_do_not_change_the_result() {
             "{b:?} bf16"
         );
     }
+    let (xd, wd) = (rng.bf16s(rows * 2 * k, 2.0), rng.bf16s(n * 2 * k, 0.1));
+    for b in dot_backends() {
+        let (on, off) = (
+            dot_out(b, &xd, rows, 2 * k, &wd, n, true),
+            dot_out(b, &xd, rows, 2 * k, &wd, n, false),
+        );
+        assert_eq!(on, off, "{b:?} bf16 dot");
+    }
 }
 
 /// Outputs written through the staging buffer with streaming stores (as for weights larger than the caches) equal
@@ -162,6 +258,8 @@ fn streamed_outputs_equal_stored_ones() {
     {
         let x = rng.f32s(rows * k, 2.0);
         let (w, wb) = (rng.f32s(n * k, 0.1), rng.bf16s(n * k, 0.1));
+        // bf16 × bf16 in pairs: k pairs.
+        let (xd, wd) = (rng.bf16s(rows * 2 * k, 2.0), rng.bf16s(n * 2 * k, 0.1));
         for b in all_backends() {
             // (on the calling thread below this many weight bytes, streaming from this many)
             type Modes = (usize, usize);
@@ -172,17 +270,72 @@ fn streamed_outputs_equal_stored_ones() {
             };
             let f = |out: &mut [f32], m| matmul_on(b, &x, (rows, k), &w, n, out, m);
             let h = |out: &mut [f32], m| matmul_on(b, &x, (rows, k), &wb, n, out, m);
+            let d = |out: &mut [f32], m| matmul_on(b, pairs(&xd), (rows, k), pairs(&wd), n, out, m);
             for threads in [0, usize::MAX] {
                 let want = (run(&f, 0, (threads, usize::MAX)), run(&h, 0, (threads, usize::MAX)));
+                let want_d = b.runs_bf16_dot().then(|| run(&d, 0, (threads, usize::MAX)));
                 for skip in [0, 1, 5] {
                     let what =
                         format!("{b:?} {rows}×{k}×{n}, threads from {threads}, {skip} values in");
                     assert_eq!(run(&f, skip, (threads, 0)), want.0, "f32 {what}");
                     assert_eq!(run(&h, skip, (threads, 0)), want.1, "bf16 {what}");
+                    if let Some(want_d) = &want_d {
+                        assert_eq!(&run(&d, skip, (threads, 0)), want_d, "bf16 dot {what}");
+                    }
                 }
             }
         }
     }
+}
+
+/// Sums written as bf16 are the f32 sums rounded, bit for bit, on every backend and element type, stored one by one
+/// or staged and streamed, on one thread and several.
+#[test]
+fn bf16_outputs_are_the_f32_sums_rounded() {
+    let mut rng = Rng(7);
+    for (rows, k, n) in [(1, 256, 1024), (5, 40, 333), (24, 64, 2000), (3, 17, 7)] {
+        let x = rng.f32s(rows * k, 2.0);
+        let (w, wb) = (rng.f32s(n * k, 0.1), rng.bf16s(n * k, 0.1));
+        let (xd, wd) = (rng.bf16s(rows * 2 * k, 2.0), rng.bf16s(n * 2 * k, 0.1));
+        for b in all_backends() {
+            for modes in [(0, usize::MAX), (0, 0), (usize::MAX, 0)] {
+                let both = |product: &dyn Fn(&mut [f32], &mut [u16])| {
+                    let (mut f, mut h) = (vec![f32::NAN; rows * n], vec![0u16; rows * n]);
+                    product(&mut f, &mut h);
+                    let rounded: Vec<u16> = f.iter().map(|&v| kernel::f32_to_bf16(v)).collect();
+                    assert_eq!(h, rounded, "{b:?} {rows}×{k}×{n} {modes:?}");
+                };
+                both(&|f, h| {
+                    matmul_on(b, &x, (rows, k), &w, n, f, modes);
+                    matmul_on(b, &x, (rows, k), &w, n, h, modes);
+                });
+                both(&|f, h| {
+                    matmul_on(b, &x, (rows, k), &wb, n, f, modes);
+                    matmul_on(b, &x, (rows, k), &wb, n, h, modes);
+                });
+                if b.runs_bf16_dot() {
+                    both(&|f, h| {
+                        matmul_on(b, pairs(&xd), (rows, k), pairs(&wd), n, f, modes);
+                        matmul_on(b, pairs(&xd), (rows, k), pairs(&wd), n, h, modes);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Rounding to bf16 as libtorch's `c10::detail::round_to_nearest_even`: ties to even, overflow to infinity, one NaN.
+#[test]
+fn rounding_to_bf16() {
+    let r = |bits: u32| kernel::f32_to_bf16(f32::from_bits(bits));
+    assert_eq!(r(0x3F80_8000), 0x3F80, "1 + 2^-8: a tie, to even");
+    assert_eq!(r(0x3F81_8000), 0x3F82, "1 + 3·2^-8: a tie, to even");
+    assert_eq!(r(0x3F80_8001), 0x3F81, "above the tie");
+    assert_eq!(r(0x3F80_7FFF), 0x3F80, "below the tie");
+    assert_eq!(r(0x8000_0000), 0x8000, "-0");
+    assert_eq!(r(f32::MAX.to_bits()), 0x7F80, "overflow");
+    assert_eq!(r(f32::NEG_INFINITY.to_bits()), 0xFF80);
+    assert_eq!(r(0xFFC0_1234), 0x7FC0, "NaN");
 }
 
 /// Close to the exact sums: within 1e-6 of the row's largest |output| (f64 reference), including the scalar tail
@@ -265,4 +418,19 @@ fn the_rule() {
     assert!(chosen(1, 16_384, 2048, WeightKind::Bf16));
     assert!(!chosen(1, 2048, 2048, WeightKind::Bf16));
     assert!(!chosen(8, 16_384, 2048, WeightKind::Bf16));
+    assert!(chosen(8, 16_384, 2048, WeightKind::Bf16Dot));
+    assert!(chosen(1, head.0, head.1, WeightKind::Bf16Dot));
+    assert!(!chosen(9, 256, 256, WeightKind::Bf16Dot));
+    assert!(!chosen(24, head.0, head.1, WeightKind::Bf16Dot));
+}
+
+/// Which kind a product is: bf16 × bf16 takes the dot products only where the CPU has them and `k` is even.
+#[test]
+fn the_kind_of_a_product() {
+    assert_eq!(WeightKind::of(false, false, 256), WeightKind::F32);
+    assert_eq!(WeightKind::of(false, true, 256), WeightKind::Bf16);
+    assert_eq!(WeightKind::of(true, true, 257), WeightKind::Bf16);
+    let dot = if bf16_dot(256) { WeightKind::Bf16Dot } else { WeightKind::Bf16 };
+    assert_eq!(WeightKind::of(true, true, 256), dot);
+    assert!(!bf16_dot(257));
 }

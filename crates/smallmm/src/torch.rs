@@ -1,5 +1,8 @@
 //! The tch adapter: `x Wᵀ` on tensors, or `None` where libtorch should compute it.
-use crate::{chosen, Backend, WeightKind, MAX_ROWS};
+use crate::kernel::Elem;
+use crate::{
+    bf16_dot, chosen, matmul_on, Backend, WeightKind, MAX_ROWS, SEQUENTIAL_BYTES, STREAM_BYTES,
+};
 use tch::{Device, Kind, Tensor};
 
 /// `x Wᵀ` (`x.linear(w, None)`) by this crate's kernel when [`crate::chosen`] says it is faster, else `None`; see
@@ -10,7 +13,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
         return None;
     }
     let (rows, n, k) = handled(x, w)?;
-    let kind = if w.kind() == Kind::Float { WeightKind::F32 } else { WeightKind::Bf16 };
+    let kind = WeightKind::of(x.kind() == Kind::BFloat16, w.kind() == Kind::BFloat16, k);
     chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k))
 }
 
@@ -18,7 +21,8 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
 /// `w [n, k]` contiguous f32 or bf16 on the CPU; `x [..., k]` on the CPU, f32, or bf16 with bf16 weights, at most
 /// [`MAX_ROWS`] rows (the product of its leading sizes; 0 is fine), any strides (it is copied if needed, a few
 /// rows); no gradient to record (grad mode off, or neither tensor requires one). The result is `[..., n]` of x's
-/// dtype: for bf16 x the f32 sums are rounded to bf16 by libtorch. `None` otherwise, and on a CPU without AVX2.
+/// dtype: for bf16 x the f32 sums are rounded to bf16 by libtorch. bf16 x with bf16 weights takes AVX-512 BF16's dot
+/// products where [`crate::bf16_dot`] says so. `None` otherwise, and on a CPU without AVX2.
 pub fn try_linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let (rows, n, k) = handled(x, w)?;
     Some(compute(x, w, rows, n, k))
@@ -57,33 +61,53 @@ pub fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
     }
 }
 
-/// The product of a pair `handled` accepted, as a new tensor of x's dtype.
+/// The product of a pair `handled` accepted, as a new tensor of x's dtype (bf16 sums rounded as they are written).
 fn compute(x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize) -> Tensor {
-    let xf = x.to_kind(Kind::Float).contiguous();
+    let dot = x.kind() == Kind::BFloat16 && w.kind() == Kind::BFloat16 && bf16_dot(k);
+    let xc = if dot { x.contiguous() } else { x.to_kind(Kind::Float).contiguous() };
     let mut shape = x.size();
     *shape.last_mut().expect("x has a dimension") = n as i64;
     if rows == 0 || n == 0 {
         // Nothing to compute, and an empty tensor's data pointer may be null, which no slice may hold.
         return Tensor::zeros(shape.as_slice(), (x.kind(), Device::Cpu));
     }
-    let out = Tensor::empty(shape.as_slice(), (Kind::Float, Device::Cpu));
+    let out = Tensor::empty(shape.as_slice(), (x.kind(), Device::Cpu));
     // SAFETY: the three tensors are contiguous CPU tensors of the element types and sizes `handled` checked (`out`
-    // and `xf` are new or contiguous, `w` was checked), `data_ptr` includes the storage offset, and `out` has no
-    // other reference while it is filled.
+    // and `xc` are new or contiguous, `w` was checked; `xc` is bf16 when `dot`, else f32), `data_ptr` includes the
+    // storage offset, and `out` has no other reference while it is filled.
     unsafe {
-        let xs = std::slice::from_raw_parts(xf.data_ptr() as *const f32, rows * k);
-        let os = std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, rows * n);
-        if w.kind() == Kind::Float {
-            let ws = std::slice::from_raw_parts(w.data_ptr() as *const f32, n * k);
-            crate::matmul_rows_f32(xs, rows, k, ws, n, os);
+        if dot {
+            let (xs, ws) = (slice::<u16>(&xc, rows * k), slice::<u16>(w, n * k));
+            into(&out, crate::pairs(xs), (rows, k / 2), crate::pairs(ws), n);
+        } else if w.kind() == Kind::Float {
+            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<f32>(w, n * k), n);
         } else {
-            let ws = std::slice::from_raw_parts(w.data_ptr() as *const u16, n * k);
-            crate::matmul_rows_bf16(xs, rows, k, ws, n, os);
+            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<u16>(w, n * k), n);
         }
     }
-    if x.kind() == Kind::Float {
-        out
+    out
+}
+
+/// A contiguous CPU tensor's `len` elements, read as `T`.
+///
+/// # Safety
+/// `t` is contiguous, on the CPU, holds at least `len` elements of `T`'s size, and outlives the borrow.
+unsafe fn slice<T>(t: &Tensor, len: usize) -> &[T] {
+    std::slice::from_raw_parts(t.data_ptr() as *const T, len)
+}
+
+/// `x wᵀ` into `out` (f32, or bf16 rounded as libtorch rounds), on the best backend.
+///
+/// # Safety
+/// `out` is a contiguous CPU tensor of `rows × n` f32 or bf16 that nothing else reads or writes meanwhile.
+unsafe fn into<E: Elem>(out: &Tensor, x: &[E::X], (rows, k): (usize, usize), w: &[E], n: usize) {
+    let modes = (SEQUENTIAL_BYTES, STREAM_BYTES);
+    let len = rows * n;
+    if out.kind() == Kind::Float {
+        let o = std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, len);
+        matmul_on(Backend::best(), x, (rows, k), w, n, o, modes);
     } else {
-        out.to_kind(x.kind())
+        let o = std::slice::from_raw_parts_mut(out.data_ptr() as *mut u16, len);
+        matmul_on(Backend::best(), x, (rows, k), w, n, o, modes);
     }
 }

@@ -2,12 +2,10 @@
 //! binary is built for plain x86-64; these functions carry `#[target_feature]` and are only called after
 //! `is_x86_feature_detected!` said yes (`Backend::supported`).
 //!
-//! bf16 weights are widened to f32 (a 16-bit shift, exact) and multiplied in f32. AVX-512 BF16's `vdpbf16ps` would
-//! do twice the multiply-adds per instruction, which is what libtorch's bf16 products (oneDNN) win with from about 8
-//! rows on, where a product stops waiting on memory (see `chosen`); but it rounds x to bf16 (exact only when x is
-//! bf16), adds pairs of products before accumulating and flushes denormals, so it needs its own portable reference
-//! and tests. Left for later: up to 2-8 rows, this kernel's bf16 products already run at the speed of reading.
-use crate::kernel::{weight_rows, Elem, Isa, Problem};
+//! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
+//! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
+//! twice the multiply-adds per instruction of f32's, and no widening; its order and rounding are `kernel::dot_pair`'s.
+use crate::kernel::{dot_pair, weight_rows, Bf16Pair, Elem, Isa, Problem};
 use std::arch::x86_64::*;
 
 /// `Isa::stream` by `put`, which stores `I::LANES` values from its second pointer at its first (aligned to the
@@ -52,6 +50,17 @@ impl Isa for Avx2 {
     #[inline(always)]
     unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
         _mm256_fmadd_ps(a, b, c)
+    }
+    /// Lane by lane in Rust: AVX2 has no bf16 dot product, and `Backend::runs` keeps pairs off this backend; this is
+    /// here so that every `Isa` means the same thing by it.
+    #[inline(always)]
+    unsafe fn dot_bf16(acc: __m256, x: __m256, w: __m256) -> __m256 {
+        let lanes = |v: __m256| std::mem::transmute::<__m256, [Bf16Pair; 8]>(v);
+        let (mut a, x, w) = (std::mem::transmute::<__m256, [f32; 8]>(acc), lanes(x), lanes(w));
+        for l in 0..8 {
+            a[l] = dot_pair(a[l], x[l], w[l]);
+        }
+        std::mem::transmute::<[f32; 8], __m256>(a)
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
@@ -139,6 +148,12 @@ impl Isa for Avx512 {
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
         _mm512_fmadd_ps(a, b, c)
     }
+    /// `vdpbf16ps`; inlined only into functions that enable `avx512bf16` ([`avx512_bf16`]).
+    #[inline(always)]
+    unsafe fn dot_bf16(acc: __m512, x: __m512, w: __m512) -> __m512 {
+        let pairs = |v: __m512| std::mem::transmute::<__m512, __m512bh>(v);
+        _mm512_dpbf16_ps(acc, pairs(x), pairs(w))
+    }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
         _mm_prefetch::<_MM_HINT_T0>(p.cast());
@@ -199,6 +214,20 @@ pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// The CPU has AVX-512F; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
+    if p.rows <= 4 {
+        weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
+    } else {
+        weight_rows::<Avx512, E, 8, 3>(p, j0, j1);
+    }
+}
+
+/// bf16 rows against bf16 weights ([`Bf16Pair`]) with AVX-512 BF16: the tiles of [`avx512`], each instruction now 32
+/// multiply-adds.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512 BF16; otherwise as `kernel::weight_rows`.
+#[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+pub(crate) unsafe fn avx512_bf16<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows <= 4 {
         weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
     } else {

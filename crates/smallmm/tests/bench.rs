@@ -95,6 +95,21 @@ fn slice_product(b: Backend, x: &[f32], w: &Tensor, out: &mut [f32]) {
     }
 }
 
+/// bf16 rows by bf16 weights through the slice API (AVX-512 BF16); nothing where the CPU lacks it or either is not
+/// bf16 (its column then shows "-").
+fn dot_product(x: &Tensor, w: &Tensor, out: &mut [f32]) {
+    let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
+    if !(x.kind() == Kind::BFloat16 && w.kind() == Kind::BFloat16 && smallmm::bf16_dot(k)) {
+        return;
+    }
+    // SAFETY: both are contiguous bf16 CPU tensors (x fresh from `to_kind`, w checked by the caller's construction).
+    unsafe {
+        let xs = std::slice::from_raw_parts(x.data_ptr() as *const u16, x.numel());
+        let ws = std::slice::from_raw_parts(w.data_ptr() as *const u16, n * k);
+        smallmm::matmul_rows_bf16_dot(xs, x.numel() / k, k, ws, n, out);
+    }
+}
+
 fn machine() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info
@@ -147,22 +162,25 @@ fn output_head() {
             gbs(bytes, reads[1])
         );
         println!(
-            "| rows | `smallmm::linear` ({:?}) | slices, Avx512 | slices, Avx2 | libtorch `x.matmul(wᵀ)` | libtorch \
-             `logits_decode` |",
+            "| rows | `smallmm::linear` ({:?}) | slices, Avx512 | slices, Avx2 | slices, bf16 dot | libtorch \
+             `x.matmul(wᵀ)` | libtorch `logits_decode` |",
             Backend::best()
         );
-        println!("|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
         for rows in [1, 2, 3, 8, 24, 32] {
             let x = Tensor::randn([rows, 256], (Kind::Float, Device::Cpu)) * 3.0;
             let xs = Vec::<f32>::try_from(&x.view(-1)).unwrap();
-            // libtorch multiplies bf16 by bf16; smallmm takes the f32 rows (the same values widened) either way.
+            // Rows of the weights' dtype, as decoding gives them: for bf16, `linear` multiplies bf16 by bf16 (AVX-512
+            // BF16 where the CPU has it), as libtorch does; the slice columns take the f32 rows, widening the weights.
             let xt = x.to_kind(w.kind());
             let mut out = vec![0.0; rows as usize * 257_216];
             let mut out2 = vec![0.0; rows as usize * 257_216];
+            let mut out3 = vec![0.0; rows as usize * 257_216];
             let t = race(&mut [
-                &mut |_| drop(std::hint::black_box(try_linear(&x, w).unwrap())),
+                &mut |_| drop(std::hint::black_box(try_linear(&xt, w).unwrap())),
                 &mut |_| slice_product(Backend::Avx512, &xs, w, &mut out),
                 &mut |_| slice_product(Backend::Avx2, &xs, w, &mut out2),
+                &mut |_| dot_product(&xt, w, &mut out3),
                 &mut |_| drop(std::hint::black_box(xt.matmul(&w.tr()))),
                 &mut |_| drop(std::hint::black_box(logits_decode(&xt, w))),
             ]);
@@ -171,6 +189,9 @@ fn output_head() {
                 if !b.supported() {
                     *cell = "-".into();
                 }
+            }
+            if !(w.kind() == Kind::BFloat16 && smallmm::bf16_dot(256)) {
+                cells[3] = "-".into();
             }
             println!("| {rows} | {} |", cells.join(" | "));
         }

@@ -73,6 +73,51 @@ fn rows_1_to_32_on_odd_shapes_match_libtorch() {
     }
 }
 
+/// bf16 values' bits, as the slice functions take them.
+fn bf16_bits(t: &Tensor) -> Vec<u16> {
+    let bits = Vec::<i16>::try_from(&t.contiguous().view(-1).view_dtype(Kind::Int16)).unwrap();
+    bits.iter().map(|&v| v as u16).collect()
+}
+
+/// bf16 rows against bf16 weights in pairs (AVX-512 BF16's `vdpbf16ps` where the CPU has it, and the portable
+/// backends, which follow it): every row count 1-32 with 129 pairs (no multiple of any lane count), and the model
+/// widths, against libtorch's f32 product of the same values, within the bound.
+#[test]
+fn bf16_dot_matches_libtorch() {
+    let dot = [Backend::Avx512, Backend::Portable16, Backend::Portable8]
+        .into_iter()
+        .filter(|b| b.runs_bf16_dot())
+        .collect::<Vec<_>>();
+    let product = |b: Backend, x: &Tensor, w: &Tensor| {
+        let ((rows, k), n) = ((x.size()[0] as usize, x.size()[1] as usize), w.size()[0] as usize);
+        let mut out = vec![0.0f32; rows * n];
+        smallmm::matmul_rows_bf16_dot_on(b, &bf16_bits(x), rows, k, &bf16_bits(w), n, &mut out);
+        Tensor::from_slice(&out).view([rows as i64, n as i64])
+    };
+    let exact =
+        |x: &Tensor, w: &Tensor| x.to_kind(Kind::Float).matmul(&w.to_kind(Kind::Float).tr());
+    let (x, w) = operands(MAX_ROWS as i64, 258, 1031, 11);
+    let (x, w) = (x.to_kind(Kind::BFloat16), w.to_kind(Kind::BFloat16));
+    let want = exact(&x, &w);
+    for &b in &dot {
+        for rows in 1..=MAX_ROWS as i64 {
+            let err = row_relative_error(
+                &product(b, &x.narrow(0, 0, rows), &w),
+                &want.narrow(0, 0, rows),
+            );
+            assert!(err < BOUND, "{b:?}, {rows} rows: {err:e}");
+        }
+    }
+    for (i, &(rows, k, n)) in
+        [(1, 256, 4099), (24, 2048, 300), (8, 2304, 129), (2, 16384, 64)].iter().enumerate()
+    {
+        let (x, w) = operands(rows, k, n, 20 + i as i64);
+        let (x, w) = (x.to_kind(Kind::BFloat16), w.to_kind(Kind::BFloat16));
+        let err = row_relative_error(&product(dot[0], &x, &w), &exact(&x, &w));
+        assert!(err < BOUND, "{:?} {rows}×{k}×{n}: {err:e}", dot[0]);
+    }
+}
+
 /// The model's widths (256: the mid-size benchmark model, 2048 / 2304 / 16384: PaliGemma 1 and 2), via the adapter.
 #[test]
 fn model_widths_match_libtorch() {
@@ -98,6 +143,29 @@ fn bf16_activations_give_bf16() {
     let exact = x.to_kind(Kind::Float).matmul(&w.to_kind(Kind::Float).tr());
     assert!(row_relative_error(&ours, &exact) < 2f64.powi(-8));
     assert!(row_relative_error(&ours, &x.linear::<Tensor>(&w, None)) < 2f64.powi(-7));
+}
+
+/// The adapter's bf16 results are its f32 sums rounded by libtorch's own conversion, bit for bit: the kernel rounds
+/// as it writes, as `to_kind` does (bf16 weights in pairs where the CPU has AVX-512 BF16, else widened; f32 weights
+/// are refused with bf16 rows).
+#[test]
+fn bf16_results_are_rounded_as_libtorch_rounds() {
+    for (rows, k, n) in [(3, 256, 1031), (24, 64, 4099)] {
+        let (x, w) = operands(rows, k, n, 12);
+        let (x, w) = (x.to_kind(Kind::BFloat16), w.to_kind(Kind::BFloat16));
+        let ours = try_linear(&x, &w).unwrap();
+        let (xs, ws) = (bf16_bits(&x), bf16_bits(&w));
+        let (rows, k, n) = (rows as usize, k as usize, n as usize);
+        let mut sums = vec![0.0f32; rows * n];
+        if smallmm::bf16_dot(k) {
+            smallmm::matmul_rows_bf16_dot(&xs, rows, k, &ws, n, &mut sums);
+        } else {
+            let xf = Vec::<f32>::try_from(&x.to_kind(Kind::Float).view(-1)).unwrap();
+            smallmm::matmul_rows_bf16(&xf, rows, k, &ws, n, &mut sums);
+        }
+        let rounded = Tensor::from_slice(&sums).to_kind(Kind::BFloat16);
+        assert_eq!(bf16_bits(&ours), bf16_bits(&rounded), "{rows}×{k}×{n}");
+    }
 }
 
 /// Leading dimensions are rows; non-contiguous x is copied; 0 rows give an empty result of the right shape.
