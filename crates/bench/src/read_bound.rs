@@ -215,6 +215,7 @@ mod tests {
 
     #[test]
     fn the_huge_page_probe_sums_its_ones() {
+        let _alone = crate::rss::LARGE_ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
         let ones = HugePageOnes::new(3 << 20);
         assert_eq!(ones.as_slice().len(), 3 << 20);
         assert_eq!(sum(ones.as_slice()), (3 << 20) as f32);
