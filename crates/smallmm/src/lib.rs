@@ -324,7 +324,7 @@ pub fn matmul_rows_bf16_on(
 
 /// The product on `backend`, on the calling thread when the weights have fewer than `sequential_below` bytes, else
 /// on the pool's threads, and with streaming stores from `stream_from` bytes of weights (the result is the same bit for
-/// bit either way).
+/// bit either way); the sums written as `S`, f32 or bf16 rounded to nearest even.
 fn matmul_on<E: Elem, S: Sum>(
     backend: Backend,
     x: &[E::X],

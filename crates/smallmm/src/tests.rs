@@ -372,6 +372,30 @@ fn empty_shapes() {
 }
 
 #[test]
+#[should_panic(expected = "bf16 dot products need an even k, not 5")]
+fn bf16_dot_needs_an_even_k() {
+    let mut out = [0.0; 6];
+    matmul_rows_bf16_dot_on(Backend::Portable16, &[0; 10], 2, 5, &[0; 15], 3, &mut out);
+}
+
+/// A backend without bf16 dot products refuses them (AVX2 here; on a CPU without AVX2 the test has nothing to ask).
+#[test]
+fn a_backend_without_bf16_dot_products_refuses_them() {
+    assert!(Backend::Portable8.runs_bf16_dot());
+    if !Backend::Avx2.supported() {
+        return;
+    }
+    assert!(!Backend::Avx2.runs_bf16_dot());
+    let refused = std::panic::catch_unwind(|| {
+        let mut out = [0.0; 6];
+        matmul_rows_bf16_dot_on(Backend::Avx2, &[0; 8], 2, 4, &[0; 12], 3, &mut out);
+    });
+    let message = refused.expect_err("AVX2 ran bf16 dot products");
+    let text = message.downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+    assert!(text.contains("cannot run Avx2 here"), "{text}");
+}
+
+#[test]
 #[should_panic(expected = "w's length is not n × k = 3 × 5")]
 fn lengths_are_checked() {
     let mut out = [0.0; 6];

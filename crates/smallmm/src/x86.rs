@@ -5,7 +5,7 @@
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
 //! twice the multiply-adds per instruction of f32's, and no widening; its order and rounding are `kernel::dot_pair`'s.
-use crate::kernel::{dot_pair, weight_rows, Bf16Pair, Elem, Isa, Problem};
+use crate::kernel::{weight_rows, Elem, Isa, Portable, Problem};
 use std::arch::x86_64::*;
 
 /// `Isa::stream` by `put`, which stores `I::LANES` values from its second pointer at its first (aligned to the
@@ -51,16 +51,13 @@ impl Isa for Avx2 {
     unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
         _mm256_fmadd_ps(a, b, c)
     }
-    /// Lane by lane in Rust: AVX2 has no bf16 dot product, and `Backend::runs` keeps pairs off this backend; this is
-    /// here so that every `Isa` means the same thing by it.
+    /// The portable backend's lanes: AVX2 has no bf16 dot product, and `Backend::runs` keeps pairs off this backend;
+    /// this is here so that every `Isa` means the same thing by it.
     #[inline(always)]
     unsafe fn dot_bf16(acc: __m256, x: __m256, w: __m256) -> __m256 {
-        let lanes = |v: __m256| std::mem::transmute::<__m256, [Bf16Pair; 8]>(v);
-        let (mut a, x, w) = (std::mem::transmute::<__m256, [f32; 8]>(acc), lanes(x), lanes(w));
-        for l in 0..8 {
-            a[l] = dot_pair(a[l], x[l], w[l]);
-        }
-        std::mem::transmute::<[f32; 8], __m256>(a)
+        let lanes = |v: __m256| std::mem::transmute::<__m256, [f32; 8]>(v);
+        let sums = Portable::<8>::dot_bf16(lanes(acc), lanes(x), lanes(w));
+        std::mem::transmute::<[f32; 8], __m256>(sums)
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
