@@ -32,14 +32,27 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// The commit the build came from, "+ changes" when the sources differ from it (so a record never names a commit
+/// for code it did not run; docs/ may differ, as `bench` appends to docs/benchmarks.md between its runs).
 pub fn commit() -> String {
-    Command::new("git")
+    let head = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(head) = head else { return "unknown".into() };
+    let sources = ["crates", "xtask", "scripts", "Cargo.toml", "Cargo.lock"];
+    let changed = Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--"])
+        .args(sources)
+        .status()
+        .is_ok_and(|s| s.code() == Some(1));
+    if changed {
+        format!("{head} + changes")
+    } else {
+        head
+    }
 }
 
 pub fn profile() -> &'static str {

@@ -20,7 +20,7 @@
 //!   weight rows; weights under 1 MB on the calling thread. `gemma`'s decoding attention and `paligemma::select` run
 //!   their loops there too.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
-//!   AVX-512F, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too); bf16
+//!   AVX-512F with AVX-512VL, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too); bf16
 //!   rows by bf16 weights on AVX-512 BF16 where the CPU has it, else widened to f32. bf16 results are rounded as
 //!   they are written (libtorch's rounding), so a bf16 product makes no f32 copy of its output.
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
@@ -61,7 +61,7 @@ const ENV_VAR: &str = "PGRS_SMALLMM";
 /// How the kernel runs. Each backend has its own summation order (its lane count), fixed for the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// AVX-512F, 16 lanes.
+    /// AVX-512F and AVX-512VL, 16 lanes.
     Avx512,
     /// AVX2 + FMA, 8 lanes.
     Avx2,
@@ -87,7 +87,11 @@ impl Backend {
     pub fn supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => is_x86_feature_detected!("avx512f") && Backend::Avx2.supported(),
+            Backend::Avx512 => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512vl")
+                    && Backend::Avx2.supported()
+            }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(not(target_arch = "x86_64"))]

@@ -2,6 +2,13 @@
 //! binary is built for plain x86-64; these functions carry `#[target_feature]` and are only called after
 //! `is_x86_feature_detected!` said yes (`Backend::supported`).
 //!
+//! The AVX-512 functions enable AVX-512VL as well (every AVX-512 CPU since Skylake-SP has it, and `supported` asks
+//! for it): without it, 256-bit instructions exist only in their VEX encoding, which reaches registers 0-15, and the
+//! lane sums' first level takes each accumulator's low 256-bit half, so LLVM kept all of a tile's accumulators in
+//! those 16 registers and 9 of the 8 × 3 tile's 24 on the stack, a load and a store around each of their fused
+//! multiply-adds. With it the tile uses 28 of the 32 registers; the f32 output head at 24 rows went from 18-19.5 to
+//! 9-10 ms (`tests/bench.rs`-like loop, same process state), at 8 rows from 7.6 to 6.3 ms.
+//!
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
 //! twice the multiply-adds per instruction of f32's, and no widening; its order and rounding are `kernel::dot_pair`'s.
@@ -202,14 +209,14 @@ pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// AVX-512F, 32 vector registers: tiles of 4 rows × 4 weight rows (16 accumulators) up to 4 rows, 8 × 3 (24
 /// accumulators, 3 weight vectors and 1 x vector) from 5 rows on. With more rows than a tile holds, each weight
 /// vector is loaded again, from L1, for each further group of rows; 8 × 3 takes 8 rows in one group, with 11 loads per
-/// 24 multiply-adds instead of 16 per 32. Measured on the f32 output head (257,216 × 256) at 8 rows, alternating in
-/// one process: 7.5 against 8.5 ms (median of 4 × 11 calls each); at 24 rows both about 15 ms (the multiply-adds
-/// bound it: about 113 G/s, for 250 G/s of the peak loop in `bench`'s probe); at 1 row 4 × 4 is 5% faster (more
-/// weight rows in flight), at 2-4 rows the two are equal. A 6 × 4 and a 4 × 6 tile measured no better.
+/// 24 multiply-adds instead of 16 per 32. Measured again once the accumulators all lived in registers (AVX-512VL, see
+/// the module header), on the f32 output head (257,216 × 256), two rounds each: 4 × 4 / 8 × 3 at 1, 3, 8, 24 rows
+/// 5.6-5.7, 6.7-6.9, 7.4-8.0, 9.1-9.3 ms; 4 × 6 / 6 × 4 6.0-6.8, 7.2-7.4, 6.9-7.6, 10.6-10.7 ms; 2 × 8 / 8 × 3
+/// 6.1-6.9, 8.1, 6.9-7.2, 9.2-9.9 ms (8 and 24 rows the same tile as the first: the machine's noise).
 ///
 /// # Safety
-/// The CPU has AVX-512F; otherwise as `kernel::weight_rows`.
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// The CPU has AVX-512F and AVX-512VL; otherwise as `kernel::weight_rows`.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows <= 4 {
         weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
@@ -222,8 +229,8 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// multiply-adds.
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX-512 BF16; otherwise as `kernel::weight_rows`.
-#[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+/// The CPU has AVX-512F, AVX-512VL and AVX-512 BF16; otherwise as `kernel::weight_rows`.
+#[target_feature(enable = "avx512f,avx512vl,avx512bf16,avx2,fma")]
 pub(crate) unsafe fn avx512_bf16<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows <= 4 {
         weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
