@@ -197,9 +197,11 @@ impl WeightKind {
 ///   runs libtorch on one thread only when every product is here (`paligemma::generate`); otherwise libtorch's
 ///   OpenMP workers spin-wait beside the head's threads (19% of the CPU samples in perf). Beam 3 × batch 8 (24 rows,
 ///   mid-size model), alternating: step 29.9 / 31.0 / 32.8 -> 27.7 / 21.4 / 25.8 ms (docs/benchmarks.md, issue 14).
-/// - bf16 × bf16 on AVX-512 BF16 ([`WeightKind::Bf16Dot`]): up to 8 rows. At 1-8 rows it measured 0.98-4.2x of
-///   libtorch's oneDNN (which uses the same instruction) on every layer shape and 1.6-1.7x on the head; at 24-32 rows
-///   0.3-0.98x (the head at 24 rows 8.4 against 7.9 ms).
+/// - bf16 × bf16 on AVX-512 BF16 ([`WeightKind::Bf16Dot`]): up to 8 rows, and at any row count for weights of 32 MB
+///   or more with `k ≤ 512` (the mid-size model's output head). At 1-8 rows it measured 0.98-4.2x of libtorch's
+///   oneDNN (which uses the same instruction) on every layer shape and 1.6-1.7x on the head; at 24-32 rows the head
+///   1.3-1.6x (24 rows 5.7-6.2 against 8.8-8.9 ms, two runs), the layer shapes 0.3-0.7x except the 64- and 256-row
+///   ones (1.7-3x at 32 rows).
 /// - bf16 weights widened to f32 ([`WeightKind::Bf16`]): up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide
 ///   layers and head: 1.1-3x), and 1-2 rows when the weights have 32 MB or more (the head, a 3B model's MLP up and
 ///   gate projections: 1.7-2x). libtorch's bf16 products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the
@@ -213,7 +215,7 @@ pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
     let mb = (n * k) as f64 * if kind == WeightKind::F32 { 4.0 } else { 2.0 } / (1 << 20) as f64;
     match kind {
         WeightKind::F32 => true,
-        WeightKind::Bf16Dot => rows <= 8,
+        WeightKind::Bf16Dot => rows <= 8 || (k <= 512 && mb >= 32.0),
         WeightKind::Bf16 => (rows <= 8 && k <= 512) || (rows <= 2 && mb >= 32.0),
     }
 }

@@ -445,7 +445,10 @@ fn the_rule() {
     assert!(chosen(8, 16_384, 2048, WeightKind::Bf16Dot));
     assert!(chosen(1, head.0, head.1, WeightKind::Bf16Dot));
     assert!(!chosen(9, 256, 256, WeightKind::Bf16Dot));
-    assert!(!chosen(24, head.0, head.1, WeightKind::Bf16Dot));
+    assert!(chosen(24, head.0, head.1, WeightKind::Bf16Dot));
+    assert!(chosen(32, head.0, head.1, WeightKind::Bf16Dot));
+    assert!(!chosen(24, 2048, 256, WeightKind::Bf16Dot));
+    assert!(!chosen(24, 257_216, 2048, WeightKind::Bf16Dot));
 }
 
 /// Which kind a product is: bf16 × bf16 takes the dot products only where the CPU has them and `k` is even.
