@@ -408,10 +408,10 @@ fn decode_table(
         "\nThe physical bound of a cached decoding step, measured on this machine in this run with {threads} threads, \
          {} times: before the first case and after each, between the workers (each probe the median of 15 calls). \
          Read speed: the faster of a sum over a 256 MB f32 tensor through libtorch and a Rust loop over 256 MB \
-         in huge pages on the widest vectors, prefetching ahead as the kernel does ({reads} over the run); multiply-add rate: 12 independent f32 fused multiply-adds per thread \
-         on the widest vectors ({fmas}). Each case is held to the faster probes of those just before and just after \
-         its workers. A step reads every weight of the language \
-         model once (the tied embedding once, as the output head) and the KV cache it attends over (a sliding-window \
+         in huge pages on the widest vectors, prefetching ahead as the kernel does ({reads} over the run); \
+         multiply-add rate: 12 independent f32 fused multiply-adds per thread on the widest vectors ({fmas}). \
+         Each case is held to the faster probes of those just before and just after its workers. A step reads every \
+         weight of the language model once (the tied embedding once, as the output head) and the KV cache it attends over (a sliding-window \
          layer only its window), and does one multiply-add per weight and row (plus attention's): it takes at least \
          the longer of bytes / read speed and multiply-adds / multiply-add rate. A side's step time is (call - \
          first-token call) / (new tokens - 1); in brackets the share of the bound it reaches.\n\n",

@@ -1,4 +1,5 @@
 //! What the figures were measured on: CPU, cores, memory, GPU, build profile, commit, load while measuring.
+use std::path::Path;
 use std::process::Command;
 
 fn first_line_with(path: &str, prefix: &str) -> Option<String> {
@@ -35,19 +36,20 @@ pub fn load_average() -> String {
 /// The commit the build came from, "+ changes" when the sources differ from it (so a record never names a commit
 /// for code it did not run; docs/ may differ, as `bench` appends to docs/benchmarks.md between its runs).
 pub fn commit() -> String {
-    let head = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
+    commit_in(Path::new("."))
+}
+
+/// [`commit`] of the git work tree at `dir`; "unknown" outside one.
+fn commit_in(dir: &Path) -> String {
+    let git = |args: &[&str]| Command::new("git").current_dir(dir).args(args).output().ok();
+    let head = git(&["rev-parse", "--short", "HEAD"])
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let Some(head) = head else { return "unknown".into() };
     let sources = ["crates", "xtask", "scripts", "Cargo.toml", "Cargo.lock"];
-    let changed = Command::new("git")
-        .args(["diff", "--quiet", "HEAD", "--"])
-        .args(sources)
-        .status()
-        .is_ok_and(|s| s.code() == Some(1));
+    // Sources absent from the tree are no change; `--quiet` exits 1 on a difference.
+    let diff: Vec<&str> = ["diff", "--quiet", "HEAD", "--"].into_iter().chain(sources).collect();
+    let changed = git(&diff).is_some_and(|o| o.status.code() == Some(1));
     if changed {
         format!("{head} + changes")
     } else {
@@ -83,4 +85,43 @@ pub fn describe(device: &str, versions: &serde_json::Value) -> String {
         v("peft"),
         load_average()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_in;
+    use std::process::Command;
+
+    /// A record names the commit, adds "+ changes" for changed sources only, and says "unknown" outside a repository.
+    #[test]
+    fn the_commit_says_when_the_sources_changed() {
+        let dir = std::env::temp_dir().join(format!("pgrs-bench-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("crates")).unwrap();
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        assert_eq!(commit_in(&dir), "unknown");
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .current_dir(&dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+                .args(args)
+                .output()
+                .expect("git runs")
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        std::fs::write(dir.join("crates/a.rs"), "1").unwrap();
+        std::fs::write(dir.join("docs/b.md"), "1").unwrap();
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "x"]);
+        let head = commit_in(&dir);
+        assert!(head.len() >= 7 && head.chars().all(|c| c.is_ascii_hexdigit()), "{head}");
+        std::fs::write(dir.join("docs/b.md"), "2").unwrap();
+        assert_eq!(commit_in(&dir), head, "docs are not sources");
+        std::fs::write(dir.join("crates/a.rs"), "2").unwrap();
+        assert_eq!(commit_in(&dir), format!("{head} + changes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

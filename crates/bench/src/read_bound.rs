@@ -5,8 +5,9 @@
 //! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
 //! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
 //! of a sum over a 256 MB tensor through libtorch and a Rust loop on the widest vectors, prefetching ahead as
-//! smallmm's kernel does, over the same amount in transparent huge pages, as `pgrs caption` holds its weights (`paligemma::allocator`; neither probe writes anything
-//! back, so neither pays for more than the read), each the median of 15 calls as the steps are.
+//! smallmm's kernel does, over the same amount in transparent huge pages, as `pgrs caption` holds its weights
+//! (`paligemma::allocator`; neither probe writes anything back, so neither pays for more than the read), each the
+//! median of 15 calls as the steps are.
 use paligemma::names::LANGUAGE;
 use paligemma::PaliGemmaConfig;
 use std::time::Instant;

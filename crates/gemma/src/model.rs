@@ -120,10 +120,10 @@ impl Gemma {
 
     /// The output head for the rows of one decoding step `[rows, D]` (a batch, or the beams): the same product as
     /// `logits`. On CPU, crates/smallmm streams the table once at close to the read bound where its rule picks it
-    /// (`smallmm::chosen`: f32 up to 32 rows here; bf16 up to 8 rows with AVX-512 BF16, else up to 2, or 8 for narrow
-    /// tables; docs/benchmarks.md). Otherwise, in f32, `(E h^T)^T` with `h^T` left as a
-    /// transposed view: MKL runs `h E^T` for a few rows far below memory bandwidth (it repacks the 257k x D table on
-    /// every call), while that form streams the table once; a single row is padded to two, which takes that path too.
+    /// (`smallmm::chosen`, which states the row counts it takes and their measurements). Otherwise, in f32,
+    /// `(E h^T)^T` with `h^T` left as a transposed view: MKL runs `h E^T` for a few rows far below memory bandwidth
+    /// (it repacks the 257k x D table on every call), while that form streams the table once; a single row is padded
+    /// to two, which takes that path too.
     /// Other dtypes and CUDA keep `logits`. Values may differ from `logits` in the last bits (another summation
     /// order); generation is tested to give the ids transformers gives.
     pub fn logits_decode(&self, hidden: &Tensor) -> Tensor {

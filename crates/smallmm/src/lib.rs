@@ -20,9 +20,9 @@
 //!   weight rows; weights under 1 MB on the calling thread. `gemma`'s decoding attention and `paligemma::select` run
 //!   their loops there too.
 //! - Backends: chosen at run time from the CPU (`is_x86_feature_detected!`), the binary stays plain x86-64:
-//!   AVX-512F with AVX-512VL, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on aarch64 too); bf16
-//!   rows by bf16 weights on AVX-512 BF16 where the CPU has it, else widened to f32. bf16 results are rounded as
-//!   they are written (libtorch's rounding), so a bf16 product makes no f32 copy of its output.
+//!   AVX-512F with AVX-512VL, else AVX2 + FMA, else none for [`linear`] (portable Rust for the slice functions; on
+//!   aarch64 too); bf16 rows by bf16 weights on AVX-512 BF16 where the CPU has it, else widened to f32. bf16 results
+//!   are rounded as they are written (libtorch's rounding), so a bf16 product makes no f32 copy of its output.
 //! - `PGRS_SMALLMM=0` in the environment turns [`linear`] off (read once per process), and with it the other
 //!   decoding-step kernels that ask [`enabled`] (`gemma`'s RMSNorm and RoPE rows, final soft-capping and
 //!   attention, `paligemma::select`).
@@ -36,10 +36,10 @@
 //! Speed on the project's 2-core Zen 5 VM (`tests/bench.rs`): the f32 output head of the mid-size model (257,216 ×
 //! 256, 263 MB) at 1-8 rows in 6-11 ms (25-43 GB/s; one plain read of the table: 32-55 GB/s), at 24-32 rows in 9-13
 //! ms (where the multiply-adds bound it: 24 rows at about 68% of the peak loop's rate), against 9-54 ms for libtorch
-//! as `gemma` computes it today. Beware that libtorch's
-//! OpenMP workers spin for milliseconds after each parallel op (libgomp's default wait policy) and take a core from
-//! this crate's threads when it runs right after one: `OMP_WAIT_POLICY=PASSIVE` gives it back (measured on the head
-//! right after a libtorch op: 1 row 22 → 33 GB/s, 8 rows 18 → 26 GB/s; libtorch's own head unchanged).
+//! as `gemma` computes it today. Beware that libtorch's OpenMP workers spin for milliseconds after each parallel op
+//! (libgomp's default wait policy) and take a core from this crate's threads when it runs right after one:
+//! `OMP_WAIT_POLICY=PASSIVE` gives it back (measured on the head right after a libtorch op: 1 row 22 → 33 GB/s, 8
+//! rows 18 → 26 GB/s; libtorch's own head unchanged).
 mod kernel;
 pub mod math;
 pub mod pool;

@@ -218,6 +218,12 @@ pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// The CPU has AVX-512F and AVX-512VL; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
+    avx512_tiles(p, j0, j1);
+}
+
+/// The tiles of [`avx512`] and [`avx512_bf16`], inlined into each so that it runs with that function's features.
+#[inline(always)]
+unsafe fn avx512_tiles<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows <= 4 {
         weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
     } else {
@@ -232,9 +238,5 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// The CPU has AVX-512F, AVX-512VL and AVX-512 BF16; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx512vl,avx512bf16,avx2,fma")]
 pub(crate) unsafe fn avx512_bf16<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    if p.rows <= 4 {
-        weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
-    } else {
-        weight_rows::<Avx512, E, 8, 3>(p, j0, j1);
-    }
+    avx512_tiles(p, j0, j1);
 }
