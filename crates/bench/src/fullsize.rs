@@ -122,6 +122,7 @@ pub fn run(a: &Args) -> Result<i32> {
         gemma_dir: (strategy == "custom").then(|| gemma_dir.clone()),
         soft_len: 0,
         plan: true,
+        probe: false,
     };
     let started = std::time::Instant::now();
     let mut out = Vec::new();

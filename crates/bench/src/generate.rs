@@ -3,9 +3,8 @@
 //! Tokens per second = generated tokens (over all rows) / time of the whole `generate` call (vision tower, prefill and
 //! decoding); time to first token = a `generate` call with one new token.
 use super::cases::{self, GenerateCase};
-use super::fma_probe;
 use super::inputs;
-use super::read_bound::{self, ReadSpeed};
+use super::read_bound;
 use super::runner::Side;
 use super::spec::{write_raw, Spec, Task, WorkerResult};
 use super::stats::{mib, secs_range, Summary};
@@ -71,10 +70,7 @@ pub fn run(a: &Args) -> Result<i32> {
     let mut rows = Vec::new();
     let mut specs = Vec::new();
     // On CPU only: a GPU's bound is its own memory's, which these probes do not read.
-    let mut probed = (!c.device.starts_with("cuda")).then(Probed::default);
-    if let Some(p) = &mut probed {
-        p.probe(threads)?;
-    }
+    let cpu = !c.device.starts_with("cuda");
     for (n, k) in list.iter().enumerate() {
         let file = inputs_dir.join(format!("generate-b{}.safetensors", k.batch));
         inputs::write_generate(&model, k.batch, 2000 + k.batch as i64, &file)?;
@@ -102,6 +98,7 @@ pub fn run(a: &Args) -> Result<i32> {
             gemma_dir: None,
             soft_len: 0,
             plan: false,
+            probe: cpu,
         };
         let (mut rust, mut hf) = (Vec::new(), Vec::new());
         for round in 0..rounds {
@@ -130,9 +127,6 @@ pub fn run(a: &Args) -> Result<i32> {
         );
         rows.push(row);
         specs.push(spec);
-        if let Some(p) = &mut probed {
-            p.probe(threads)?;
-        }
     }
     // Where the speed target is missed (or when asked), where the time goes: one more process per side, timed
     // calls first, then profiled ones (`paligemma::generate_profiled` / forward hooks on the same blocks).
@@ -140,7 +134,7 @@ pub fn run(a: &Args) -> Result<i32> {
     for (row, spec) in rows.iter().zip(&specs) {
         let missed = row_speed(row).is_none_or(|x| x < SPEED_TARGET);
         if missed || c.profile {
-            let spec = Spec { profile: true, warmup: 1, steps: 1, ..spec.clone() };
+            let spec = Spec { profile: true, warmup: 1, steps: 1, probe: false, ..spec.clone() };
             let tag = format!("profile-generate-{}", row.case.label());
             let rust = runner.run(Side::Rust, &spec, &tag)?;
             let hf = runner.run(Side::Hf, &spec, &tag)?;
@@ -152,8 +146,8 @@ pub fn run(a: &Args) -> Result<i32> {
         .map(|r| serde_json::json!({"case": r.case.label(), "rust": r.rust, "hf": r.hf}));
     write_raw(&work, &format!("generate{}", a.model.file_tag()), cases.collect())?;
     let mut section = render(a, &pcfg, &rows, &profiles, &versions, threads, rounds, steps);
-    if let Some(p) = &probed {
-        section += &decode_table(&pcfg, &a.dtype, &rows, p, threads);
+    if cpu {
+        section += &decode_table(&pcfg, &a.dtype, &rows, threads);
     }
     c.publish(&section)?;
     let strict = a.dtype == "f32";
@@ -322,30 +316,15 @@ fn prefix_len(file: &std::path::Path) -> Result<usize> {
     Ok(*ids.1.size().last().unwrap_or(&0) as usize)
 }
 
-/// The machine's read speed and multiply-add rate, probed before the first case and after each: between the workers,
-/// never beside one. Each case is held to the faster of the probes just before and just after its workers: the shared
-/// machine's read speed swings (34 to 52 GB/s between runs an hour apart, 35 to 44 GB/s within one run), and a probe
-/// from another moment of the run would measure those swings, not the case.
-#[derive(Default)]
-struct Probed {
-    reads: Vec<ReadSpeed>,
-    fmas: Vec<Option<f64>>,
-}
-
-impl Probed {
-    fn probe(&mut self, threads: usize) -> Result<()> {
-        self.reads.push(read_bound::measure(threads)?);
-        self.fmas.push(fma_probe::measure(threads)?);
-        Ok(())
-    }
-
-    /// The read speed (bytes/s, the faster probe) and multiply-add rate the `case`-th case is held to: the faster of
-    /// the probes before and after it.
-    fn around(&self, case: usize) -> (f64, Option<f64>) {
-        let near = case.min(self.reads.len().saturating_sub(1))..(case + 2).min(self.reads.len());
-        let read = self.reads[near.clone()].iter().map(ReadSpeed::best).fold(0.0, f64::max);
-        (read, self.fmas[near].iter().flatten().copied().reduce(f64::max))
-    }
+/// The machine's read speed (bytes/s) and multiply-add rate a case is held to: the medians of the probes our workers
+/// took right before their timed calls (`Spec::probe`), as the step times are medians of those calls; `None` where
+/// no worker probed.
+fn probed(workers: &[WorkerResult]) -> (Option<f64>, Option<f64>) {
+    let median = |f: fn(&WorkerResult) -> &Vec<f64>| {
+        Summary::of(&workers.iter().flat_map(|w| f(w).iter().copied()).collect::<Vec<_>>())
+            .map(|s| s.median)
+    };
+    (median(|w| &w.read_bps), median(|w| &w.fma_rate))
 }
 
 /// The smallest and largest value, `None` for none.
@@ -354,68 +333,85 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// Each side's cached decoding step against the read bound: `(call - first-token call) / (new tokens - 1)`, the
-/// same derivation on both sides, next to what one step has to read (`read_bound::decode_step_bytes`).
+/// same derivation on both sides, next to what one step has to read (`read_bound::decode_step_bytes`) and the
+/// machine's speeds probed between our timed calls ([`probed`]).
 fn decode_table(
     pcfg: &paligemma::PaliGemmaConfig,
     dtype: &str,
     rows: &[Row],
-    probed: &Probed,
     threads: usize,
 ) -> String {
     let elem = if dtype == "f32" { 4.0 } else { 2.0 };
     let ms = |x: f64| format!("{:.2} ms", x * 1e3);
+    let gbs = |x: f64| format!("{:.1}", x / 1e9);
     let mut met = 0;
     let mut out = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        let (speed, fma_rate) = probed.around(i);
+    for r in rows {
+        let (speed, fma_rate) = probed(&r.rust);
         let n = r.rust.first().map_or(0, |w| w.ids.iter().map(Vec::len).max().unwrap_or(0));
         let lanes = r.case.batch * r.case.beams;
         let bytes = read_bound::decode_step_bytes(pcfg, elem, lanes, r.prefix, n);
-        let read = bytes.total() / speed;
+        let read = speed.map(|v| bytes.total() / v);
         let compute = fma_rate.map_or(0.0, |f| bytes.fmas / f);
-        let bound = read.max(compute);
+        let bound = read.map(|read| read.max(compute));
         let step = |v: &[WorkerResult]| {
             let (call, first) = (summary(v, |x| &x.gen_s)?, summary(v, |x| &x.ttft_s)?);
             (n > 1).then(|| (call.median - first.median) / (n - 1) as f64)
         };
-        let cell = |t: Option<f64>| {
-            t.map_or("-".into(), |t| {
-                let share = bound / t;
-                let mark = if share >= BOUND_TARGET { "" } else { " ✗" };
-                format!("{} (**{:.0}%**{mark})", ms(t), 100.0 * share)
-            })
+        let share = |t: Option<f64>| Some(bound? / t?);
+        let cell = |t: Option<f64>| match (t, share(t)) {
+            (Some(t), Some(x)) => {
+                let mark = if x >= BOUND_TARGET { "" } else { " ✗" };
+                format!("{} (**{:.0}%**{mark})", ms(t), 100.0 * x)
+            }
+            (Some(t), None) => ms(t),
+            _ => "-".into(),
         };
         let (ours, theirs) = (step(&r.rust), step(&r.hf));
-        met += usize::from(ours.is_some_and(|t| bound / t >= BOUND_TARGET));
+        met += usize::from(share(ours).is_some_and(|x| x >= BOUND_TARGET));
+        let reads = span(r.rust.iter().flat_map(|w| w.read_bps.iter().copied()));
         out.push(vec![
             if r.case.beams == 1 { "greedy".into() } else { format!("beam {}", r.case.beams) },
             r.case.batch.to_string(),
             lanes.to_string(),
             format!("{:.1} MB + {:.1} MB", bytes.weights / 1e6, bytes.kv / 1e6),
             format!("{:.2} G", bytes.fmas / 1e9),
-            format!("{:.1} GB/s", speed / 1e9),
-            format!("{} ({})", ms(bound), if compute > read { "multiply-adds" } else { "read" }),
+            match (speed, reads) {
+                (Some(v), Some((a, b))) => format!("{} GB/s ({}-{})", gbs(v), gbs(a), gbs(b)),
+                _ => "-".into(),
+            },
+            match (bound, read) {
+                (Some(b), Some(read)) => {
+                    format!("{} ({})", ms(b), if compute > read { "multiply-adds" } else { "read" })
+                }
+                _ => "-".into(),
+            },
             cell(ours),
             cell(theirs),
         ]);
     }
-    let range = |span: Option<(f64, f64)>, unit: &str| {
-        span.map_or("-".into(), |(a, b)| format!("{:.1}-{:.1} {unit}", a / 1e9, b / 1e9))
+    let all = |f: fn(&WorkerResult) -> &Vec<f64>| {
+        span(rows.iter().flat_map(|r| &r.rust).flat_map(|w| f(w).iter().copied()))
     };
-    let reads = range(span(probed.reads.iter().map(ReadSpeed::best)), "GB/s");
-    let fmas = range(span(probed.fmas.iter().flatten().copied()), "G/s");
+    let range = |span: Option<(f64, f64)>, unit: &str| {
+        span.map_or("-".into(), |(a, b)| format!("{}-{} {unit}", gbs(a), gbs(b)))
+    };
+    let reads = range(all(|w| &w.read_bps), "GB/s");
+    let fmas = range(all(|w| &w.fma_rate), "G/s");
+    let probes = rows.iter().flat_map(|r| &r.rust).map(|w| w.read_bps.len()).sum::<usize>();
     let mut s = format!(
         "\nThe physical bound of a cached decoding step, measured on this machine in this run with {threads} threads, \
-         {} times: before the first case and after each, between the workers (each probe the median of 15 calls). \
-         Read speed: the faster of a sum over a 256 MB f32 tensor through libtorch and a Rust loop over 256 MB \
-         in huge pages on the widest vectors, prefetching ahead as the kernel does ({reads} over the run); \
-         multiply-add rate: 12 independent f32 fused multiply-adds per thread on the widest vectors ({fmas}). \
-         Each case is held to the faster probes of those just before and just after its workers. A step reads every \
-         weight of the language model once (the tied embedding once, as the output head) and the KV cache it attends over (a sliding-window \
-         layer only its window), and does one multiply-add per weight and row (plus attention's): it takes at least \
-         the longer of bytes / read speed and multiply-adds / multiply-add rate. A side's step time is (call - \
-         first-token call) / (new tokens - 1); in brackets the share of the bound it reaches.\n\n",
-        probed.reads.len(),
+         {probes} times: in our worker processes, right before each timed call, alone (each probe the median of 15 \
+         calls; the machine's read speed swings by up to 2x within minutes, so the bound is taken at the moments the \
+         steps run). Read speed: the faster of a sum over a 256 MB f32 tensor through libtorch and a Rust loop over \
+         256 MB in huge pages on the widest vectors, prefetching ahead as the kernel does ({reads} over the run); \
+         multiply-add rate: 12 independent f32 fused multiply-adds per thread on the widest vectors ({fmas}). Each \
+         case is held to the medians of its probes, as its step times are medians of the calls they preceded. A step \
+         reads every weight of the language model once (the tied embedding once, as the output head) and the KV \
+         cache it attends over (a sliding-window layer only its window), and does one multiply-add per weight and \
+         row (plus attention's): it takes at least the longer of bytes / read speed and multiply-adds / multiply-add \
+         rate. A side's step time is (call - first-token call) / (new tokens - 1); in brackets the share of the bound \
+         it reaches.\n\n",
     );
     s += &report::table(
         &[
@@ -424,7 +420,7 @@ fn decode_table(
             "rows",
             "read per step (weights + KV)",
             "multiply-adds per step",
-            "read speed around the case",
+            "read speed before the calls, median (min-max)",
             "bound per step",
             "step, ours",
             "step, transformers",
@@ -446,19 +442,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_case_is_held_to_the_faster_probe_beside_it() {
-        let speed = |gb: f64| ReadSpeed { torch: gb * 1e9, rust: (gb - 1.0) * 1e9 };
-        let probed = Probed {
-            reads: vec![speed(10.0), speed(30.0), speed(20.0), speed(25.0)],
-            fmas: vec![Some(100.0), None, Some(300.0), Some(200.0)],
+    fn each_case_is_held_to_the_medians_of_its_probes() {
+        let worker = |reads: &[f64], fmas: &[f64]| WorkerResult {
+            read_bps: reads.to_vec(),
+            fma_rate: fmas.to_vec(),
+            ..Default::default()
         };
-        assert_eq!(probed.around(0), (30e9, Some(100.0)));
-        assert_eq!(probed.around(1), (30e9, Some(300.0)));
-        assert_eq!(probed.around(2), (25e9, Some(300.0)));
-        // Past the last probe (never the case: one probe follows each case), the last one.
-        assert_eq!(probed.around(7), (25e9, Some(200.0)));
-        assert_eq!(span(probed.reads.iter().map(ReadSpeed::best)), Some((10e9, 30e9)));
-        assert_eq!(span(probed.fmas.iter().flatten().copied()), Some((100.0, 300.0)));
+        // Two processes of a case: the medians run over all their probes.
+        let case = [worker(&[10e9, 40e9], &[100.0]), worker(&[30e9, 20e9, 50e9], &[300.0, 200.0])];
+        assert_eq!(probed(&case), (Some(30e9), Some(200.0)));
+        // A worker that could not probe (CUDA, or no peak reset) leaves the bound unknown.
+        assert_eq!(probed(&[worker(&[], &[])]), (None, None));
+        assert_eq!(probed(&[worker(&[25e9], &[])]), (Some(25e9), None));
+        assert_eq!(span([10.0, 30.0, 20.0].into_iter()), Some((10.0, 30.0)));
         assert_eq!(span(std::iter::empty()), None);
     }
 }

@@ -42,6 +42,10 @@ pub struct Spec {
     pub soft_len: usize,
     /// Also report the memory planner's estimate for this step (Rust side; fullsize cases).
     pub plan: bool,
+    /// Generate on CPU, Rust side: probe the machine's read speed and multiply-add rate right before each timed
+    /// call (`WorkerResult::read_bps` / `fma_rate`), the decoding step's bound at the moments the steps run.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 /// What a worker reports. Byte counts are of the worker's own process.
@@ -66,6 +70,13 @@ pub struct WorkerResult {
     pub gen_s: Vec<f64>,
     #[serde(default)]
     pub ttft_s: Vec<f64>,
+    /// Read speeds (bytes/s, the faster of `read_bound`'s two probes), one right before each timed call
+    /// (`Spec::probe`).
+    #[serde(default)]
+    pub read_bps: Vec<f64>,
+    /// f32 multiply-adds per second (`fma_probe`), one right before each timed call where the CPU has a probe.
+    #[serde(default)]
+    pub fma_rate: Vec<f64>,
     pub load_s: f64,
     /// RSS when the process started, after the runtime was initialised, and after the model was loaded.
     pub rss_start: u64,

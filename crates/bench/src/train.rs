@@ -131,6 +131,7 @@ pub fn run(a: &Args) -> Result<i32> {
             gemma_dir: None,
             soft_len: soft,
             plan: false,
+            probe: false,
         })
     };
 

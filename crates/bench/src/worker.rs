@@ -3,7 +3,7 @@
 //! f32 masters, adapters, soft prompt), `trainer::step::forward_backward` (plain or checkpointed) and
 //! `trainer::optim::Optimizer` (AdamW); generation through `paligemma::generate` with its KV cache.
 use super::spec::{read_json, write_json, Spec, Task, WorkerResult};
-use super::{gpu_memory, inputs, profile, rss};
+use super::{fma_probe, gpu_memory, inputs, profile, read_bound, rss};
 use anyhow::{bail, Context, Result};
 use paligemma::{Batch, GenerationConfig, LoadOptions, LossReduction};
 use std::collections::HashMap;
@@ -46,7 +46,8 @@ pub fn run(spec_path: &Path, out: &Path) -> Result<i32> {
         Task::Generate => generate(&spec, device, &mut result)?,
     }
     result.peak_rss_total = result.peak_rss_total.max(rss::peak());
-    result.peak_rss = rss::peak();
+    // `generate` may have restarted the peak (after each probe) and kept the peaks before.
+    result.peak_rss = result.peak_rss.max(rss::peak());
     write_json(out, &result)?;
     Ok(0)
 }
@@ -199,6 +200,18 @@ fn add(blocks: &mut Vec<(String, f64)>, name: &str, s: f64) {
     }
 }
 
+/// The machine's read speed (bytes/s, the faster of `read_bound`'s probes) and multiply-add rate, right before a
+/// timed call: the moments the calls run are the moments their bound is taken (the shared machine's read speed swings
+/// by 2x within minutes, so probes taken between workers measured other moments). The probes run alone, between the
+/// calls, and their 512 MB are freed before the call; the pause lets libtorch's OpenMP workers and the probe's threads
+/// stop spinning on the cores the call needs.
+fn probe_bound(threads: usize) -> Result<(f64, Option<f64>)> {
+    let read = read_bound::measure(threads)?.best();
+    let fma = fma_probe::measure(threads)?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok((read, fma))
+}
+
 /// Copies the shared initial trainables into the adapter store; every adapter variable must be covered.
 fn load_init(vs: &tch::nn::VarStore, path: &Path) -> Result<()> {
     let init: HashMap<String, Tensor> = Tensor::read_safetensors(path)
@@ -273,7 +286,16 @@ fn generate(spec: &Spec, device: Device, result: &mut WorkerResult) -> Result<()
         length_penalty: 1.0,
     };
     let first = GenerationConfig { max_new_tokens: 1, ..cfg.clone() };
+    // Only where the probes' memory can be taken back out of the peak this worker reports.
+    let probe = spec.probe && !device.is_cuda() && result.peak_reset;
     for i in 0..spec.warmup + spec.steps {
+        if probe && i >= spec.warmup {
+            result.peak_rss = result.peak_rss.max(rss::peak());
+            let (read, fma) = probe_bound(spec.threads)?;
+            result.read_bps.push(read);
+            result.fma_rate.extend(fma);
+            rss::reset_peak();
+        }
         sync(device);
         let t = Instant::now();
         let ids = paligemma::generate(&loaded.model, &prompts, &pixels, None, &cfg);

@@ -364,6 +364,7 @@ fn spec_for(c: &Case, dir: &Path) -> Spec {
         gemma_dir: None,
         soft_len: if soft { 4 } else { 0 },
         plan: false,
+        probe: false,
     }
 }
 
@@ -462,7 +463,13 @@ fn rust_worker_matches_the_committed_reference() {
         reference["inputs"]
     );
     for c in &CASES {
-        let ours = pick(&run_rust(&spec_for(c, &dir), &dir, c.name));
+        // Generation probes the machine between its calls (as `bench generate` asks): the ids must not change.
+        let spec = Spec { probe: c.task == Task::Generate, ..spec_for(c, &dir) };
+        let result = run_rust(&spec, &dir, c.name);
+        if spec.probe {
+            assert_probed_between_calls(c.name, &spec, &result);
+        }
+        let ours = pick(&result);
         let theirs = &reference["cases"][c.name];
         assert!(theirs.is_object(), "{}: not in reference.json", c.name);
         assert_same(c.name, c.dtype, &ours, theirs);
@@ -475,6 +482,23 @@ fn rust_worker_matches_the_committed_reference() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One read probe (and, on x86-64, one multiply-add probe) per timed call, and a peak RSS that leaves out the read
+/// probes' 256 MB buffers (issue 14's bound, taken between the calls, must not show in the calls' memory).
+fn assert_probed_between_calls(name: &str, spec: &Spec, r: &WorkerResult) {
+    assert_eq!(r.read_bps.len(), spec.steps, "{name}: read probes {:?}", r.read_bps);
+    assert!(r.read_bps.iter().all(|&b| b.is_finite() && b > 1e8), "{name}: {:?}", r.read_bps);
+    if cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("fma") {
+        assert_eq!(r.fma_rate.len(), spec.steps, "{name}: multiply-add probes {:?}", r.fma_rate);
+    }
+    let probe = 256 << 20;
+    assert!(
+        r.peak_rss < r.rss_loaded + probe,
+        "{name}: peak {} MiB with the model loaded at {} MiB: the probes' memory was counted",
+        r.peak_rss >> 20,
+        r.rss_loaded >> 20
+    );
 }
 
 fn live_reference_worker_and_orchestrator() {
