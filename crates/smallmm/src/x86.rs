@@ -197,13 +197,18 @@ unsafe fn halves_added(v: __m512) -> __m256 {
 }
 
 /// AVX2 + FMA, 16 vector registers: tiles of 4 rows × 3 weight rows (12 accumulators, 3 weight vectors and 1 x
-/// vector; 3 × 4 needs 17 and spills, measured 40% slower).
+/// vector; 3 × 4 needs 17 and spills, measured 40% slower), and one weight row at a time for a single row (see
+/// [`avx512_tiles`]; on the f32 head with AVX2 forced, three rounds: 40-43.5 against 31.6-34.9 GB/s).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    weight_rows::<Avx2, E, 4, 3>(p, j0, j1);
+    if p.rows == 1 {
+        weight_rows::<Avx2, E, 1, 1>(p, j0, j1);
+    } else {
+        weight_rows::<Avx2, E, 4, 3>(p, j0, j1);
+    }
 }
 
 /// AVX-512F, 32 vector registers: tiles of 4 rows × 4 weight rows (16 accumulators) up to 4 rows, 8 × 3 (24
@@ -222,9 +227,18 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 }
 
 /// The tiles of [`avx512`] and [`avx512_bf16`], inlined into each so that it runs with that function's features.
+///
+/// A single row (greedy decoding at batch 1) takes one weight row at a time: the weights are then read in memory
+/// order, one stream, where 4 weight rows side by side make 4 streams a row's length apart; each output's sum is the
+/// same chain either way, so the bits are too. On the f32 output head (257,216 × 256, in huge pages, 2 threads,
+/// alternating builds, three rounds): 50.9-52.5 GB/s against 43.2-45.3 (the read probe of `bench generate` beside
+/// them: 44.5-52.7 GB/s); with one thread (separate runs) 35.9-36.4 against 27.0-33.1. bf16 × bf16 on the same head: 2.21-2.41 against
+/// 2.26-2.60 ms. From 2 rows on, a weight vector feeds several rows and the tiles win.
 #[inline(always)]
 unsafe fn avx512_tiles<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    if p.rows <= 4 {
+    if p.rows == 1 {
+        weight_rows::<Avx512, E, 1, 1>(p, j0, j1);
+    } else if p.rows <= 4 {
         weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
     } else {
         weight_rows::<Avx512, E, 8, 3>(p, j0, j1);
