@@ -35,12 +35,11 @@
 //!
 //! Speed on the project's 2-core Zen 5 VM (`tests/bench.rs`): the f32 output head of the mid-size model (257,216 ×
 //! 256, 263 MB) at 1-8 rows in 5-11 ms (25-52 GB/s, one row the fastest: its weights are read as one stream; one
-//! plain read of the table: 32-55 GB/s), at 24-32 rows in 9-13
-//! ms (where the multiply-adds bound it: 24 rows at about 68% of the peak loop's rate), against 9-54 ms for libtorch
-//! as `gemma` computes it today. Beware that libtorch's OpenMP workers spin for milliseconds after each parallel op
-//! (libgomp's default wait policy) and take a core from this crate's threads when it runs right after one:
-//! `OMP_WAIT_POLICY=PASSIVE` gives it back (measured on the head right after a libtorch op: 1 row 22 → 33 GB/s, 8
-//! rows 18 → 26 GB/s; libtorch's own head unchanged).
+//! plain read of the table: 32-55 GB/s), at 24-32 rows in 9-13 ms (where the multiply-adds bound it: 24 rows at
+//! about 68% of the peak loop's rate), against 9-54 ms for libtorch as `gemma` computes it today. Beware that
+//! libtorch's OpenMP workers spin for milliseconds after each parallel op (libgomp's default wait policy) and take a
+//! core from this crate's threads when it runs right after one: `OMP_WAIT_POLICY=PASSIVE` gives it back (measured
+//! on the head right after a libtorch op: 1 row 22 → 33 GB/s, 8 rows 18 → 26 GB/s; libtorch's own head unchanged).
 mod kernel;
 pub mod math;
 pub mod pool;

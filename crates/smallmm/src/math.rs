@@ -14,9 +14,10 @@
 
 /// Defines `fn name(args) -> ret` (`-> ret` optional) that runs `body` (an `#[inline(always)]` function or method
 /// path taking the same arguments) compiled for the vectors of [`Backend::best`](crate::Backend::best), the crate's
-/// one rule for what the CPU runs: AVX-512F with VL, else AVX2 + FMA, else the plain target (off x86-64, always). The binary
-/// stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function that is only called
-/// when that rule said the CPU has its instructions, and `body` is inlined into it, so its loops vectorise for them.
+/// one rule for what the CPU runs: AVX-512F with VL, else AVX2 + FMA, else the plain target (off x86-64, always).
+/// The binary stays plain x86-64 (no `target-cpu=native`): each copy sits in a `#[target_feature]` function that is
+/// only called when that rule said the CPU has its instructions, and `body` is inlined into it, so its loops
+/// vectorise for them.
 /// `unsafe fn` makes an unsafe function of an unsafe `body`.
 ///
 /// ```
@@ -69,8 +70,8 @@ macro_rules! widest_vectors {
                 unsafe { $body($($arg),*) }
             }
             match $crate::Backend::best() {
-                // SAFETY: `best` picks AVX-512 only where the CPU has AVX-512F, AVX-512VL, AVX2 and FMA; `body`'s own conditions
-                // are the caller's.
+                // SAFETY: `best` picks AVX-512 only where the CPU has AVX-512F, AVX-512VL, AVX2 and FMA; `body`'s own
+                // conditions are the caller's.
                 $crate::Backend::Avx512 => return unsafe { avx512($($arg),*) },
                 // SAFETY: `best` picks AVX2 only where the CPU has AVX2 and FMA; as above.
                 $crate::Backend::Avx2 => return unsafe { avx2($($arg),*) },

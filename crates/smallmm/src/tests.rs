@@ -99,11 +99,13 @@ fn bf16_out(b: Backend, x: &[f32], rows: usize, k: usize, w: &[u16], n: usize) -
     out_bits(b, x, rows, k, w, n, true)
 }
 
-/// Shapes around the lane counts and tile sizes (rows 9-12 and 31: a full group of 8 rows and each size of the group
-/// left after it), and one large enough to run on several threads.
+/// Shapes around the lane counts and tile sizes (one row, a tile of its own: full vectors and a remainder; rows 9-12
+/// and 31: a full group of 8 rows and each size of the group left after it), and one large enough to run on several
+/// threads.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 7, 9),
+    (1, 100, 45),
     (2, 15, 3),
     (3, 16, 8),
     (4, 17, 13),

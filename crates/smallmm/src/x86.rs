@@ -232,8 +232,9 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// order, one stream, where 4 weight rows side by side make 4 streams a row's length apart; each output's sum is the
 /// same chain either way, so the bits are too. On the f32 output head (257,216 × 256, in huge pages, 2 threads,
 /// alternating builds, three rounds): 50.9-52.5 GB/s against 43.2-45.3 (the read probe of `bench generate` beside
-/// them: 44.5-52.7 GB/s); with one thread (separate runs) 35.9-36.4 against 27.0-33.1. bf16 × bf16 on the same head: 2.21-2.41 against
-/// 2.26-2.60 ms. From 2 rows on, a weight vector feeds several rows and the tiles win.
+/// them: 44.5-52.7 GB/s); with one thread (separate runs) 35.9-36.4 against 27.0-33.1. bf16 × bf16 on the same
+/// head: 2.21-2.41 against 2.26-2.60 ms. From 2 rows on, a weight vector feeds several rows and the tiles win (at 3
+/// and 8 rows one weight row at a time measured 21-24 and 11-13 GB/s against 28 on one thread).
 #[inline(always)]
 unsafe fn avx512_tiles<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows == 1 {
