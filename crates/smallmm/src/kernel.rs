@@ -47,7 +47,7 @@ pub(crate) trait Isa {
             *o = Self::hsum(v);
         }
     }
-    /// Asks for the cache line at `p` (any address: a hint never faults).
+    /// Asks for the cache line at `p` (any address: a hint never faults), to be read once.
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
     /// Copies `len` values from `src` to `dst`, whose whole cache lines may bypass the caches (streaming stores).

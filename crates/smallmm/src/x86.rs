@@ -9,6 +9,12 @@
 //! multiply-adds. With it the tile uses 28 of the 32 registers; the f32 output head at 24 rows went from 18-19.5 to
 //! 9-10 ms (`tests/bench.rs`-like loop, same process state), at 8 rows from 7.6 to 6.3 ms.
 //!
+//! The weights are prefetched as non-temporal (`prefetchnta`): a decoding step's weights are each read once per
+//! step, and the output head alone is larger than the last-level cache; fetched so, they stay out of L2 and L3,
+//! where the step's KV cache, activations and x are. The head alone read as fast either way (`T0` vs `NTA`, f32, 1-24
+//! rows, ratios to the read probe within the noise); the mid-size greedy step at batch 8 was 4-12% faster in each of
+//! 4 alternating pairs of `pgrs bench worker` runs (7.29-9.57 against 7.86-9.99 ms).
+//!
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
 //! twice the multiply-adds per instruction of f32's, and no widening; its order and rounding are `kernel::dot_pair`'s.
@@ -68,7 +74,7 @@ impl Isa for Avx2 {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -160,7 +166,7 @@ impl Isa for Avx512 {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
