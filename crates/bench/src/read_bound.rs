@@ -5,7 +5,7 @@
 //! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
 //! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
 //! of a sum over a 256 MB tensor through libtorch and a Rust loop on the widest vectors, prefetching ahead as
-//! smallmm's kernel does, over the same amount in transparent huge pages, as `pgrs caption` holds its weights
+//! smallmm's kernel does (non-temporal) and into all cache levels, the faster of the two, over the same amount in transparent huge pages, as `pgrs caption` holds its weights
 //! (`paligemma::allocator`; neither probe writes anything back, so neither pays for more than the read), each the
 //! median of 15 calls as the steps are.
 use paligemma::names::LANGUAGE;
@@ -21,7 +21,7 @@ pub struct ReadSpeed {
     /// `x.sum()` over a 256 MB f32 tensor, libtorch's reduction kernel on its intra-op threads (median call).
     pub torch: f64,
     /// The same sum in Rust, 64 independent accumulators per thread on the widest vectors, prefetching ahead as
-    /// smallmm's kernel does, on a pool of the run's size, over memory in transparent huge pages where the kernel
+    /// smallmm's kernel does (the faster of non-temporal and all-levels prefetches), on a pool of the run's size, over memory in transparent huge pages where the kernel
     /// grants them.
     pub rust: f64,
 }
@@ -51,9 +51,15 @@ pub fn measure(threads: usize) -> anyhow::Result<ReadSpeed> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
     let ones = HugePageOnes::new(n);
     let data = ones.as_slice();
-    let rust = median_speed(|| {
-        std::hint::black_box(pool.install(|| sum(std::hint::black_box(data))));
-    });
+    // Both prefetch hints, the faster kept: smallmm's kernel asks for its weights as non-temporal.
+    let rust = [false, true]
+        .map(|nta| {
+            median_speed(|| {
+                std::hint::black_box(pool.install(|| sum(std::hint::black_box(data), nta)));
+            })
+        })
+        .into_iter()
+        .fold(0.0, f64::max);
     Ok(ReadSpeed { torch, rust })
 }
 
@@ -111,9 +117,11 @@ fn median_speed(mut read: impl FnMut()) -> f64 {
     PROBE_BYTES as f64 / times[times.len() / 2]
 }
 
-/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by [`chunk_sum`].
-fn sum(data: &[f32]) -> f32 {
+/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by [`chunk_sum`] (prefetching
+/// non-temporal when `nta`, else into all cache levels).
+fn sum(data: &[f32], nta: bool) -> f32 {
     use rayon::prelude::*;
+    let chunk_sum = if nta { chunk_sum_nta } else { chunk_sum };
     data.par_chunks(1 << 16).map(chunk_sum).sum()
 }
 
@@ -122,17 +130,32 @@ smallmm::widest_vectors!(
     fn chunk_sum(chunk: &[f32]) -> f32 = chunk_sum_loop
 );
 
+smallmm::widest_vectors!(
+    /// [`chunk_sum`], prefetching non-temporal.
+    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop_nta
+);
+
+#[inline(always)]
+fn chunk_sum_loop(chunk: &[f32]) -> f32 {
+    chunk_sum_with::<false>(chunk)
+}
+
+#[inline(always)]
+fn chunk_sum_loop_nta(chunk: &[f32]) -> f32 {
+    chunk_sum_with::<true>(chunk)
+}
+
 /// 64 independent accumulators (four vectors of 16 lanes with AVX-512), and a prefetch 4 KB ahead every 256 bytes,
 /// as smallmm's kernel asks for its weights. The plain loop it replaces (16 accumulators, baseline x86-64 vectors, no
 /// prefetch) read 36-43 GB/s where this one read 42-48 GB/s on the development machine, and 58-70 against 76-83 GB/s
 /// in a faster moment (medians of 15 calls, 4 rounds alternating); a greedy decoding step had read faster than that
 /// probe (105% of the bound, docs/benchmarks.md).
 #[inline(always)]
-fn chunk_sum_loop(chunk: &[f32]) -> f32 {
+fn chunk_sum_with<const NTA: bool>(chunk: &[f32]) -> f32 {
     let mut acc = [0.0f32; 64];
     let mut blocks = chunk.chunks_exact(64);
     for b in &mut blocks {
-        prefetch(b.as_ptr().wrapping_add(1024));
+        prefetch::<NTA>(b.as_ptr().wrapping_add(1024));
         for (a, x) in acc.iter_mut().zip(b) {
             *a += x;
         }
@@ -140,14 +163,18 @@ fn chunk_sum_loop(chunk: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
 }
 
-/// Asks for the cache line at `p` (a hint: it never faults, wherever `p` points).
+/// Asks for the cache line at `p`, non-temporal when `NTA` (a hint: it never faults, wherever `p` points).
 #[inline(always)]
-fn prefetch(p: *const f32) {
+fn prefetch<const NTA: bool>(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing architecturally and cannot fault.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0};
+        if NTA {
+            _mm_prefetch::<_MM_HINT_NTA>(p.cast());
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
@@ -219,7 +246,9 @@ mod tests {
         let _alone = crate::rss::LARGE_ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
         let ones = HugePageOnes::new(3 << 20);
         assert_eq!(ones.as_slice().len(), 3 << 20);
-        assert_eq!(sum(ones.as_slice()), (3 << 20) as f32);
+        for nta in [false, true] {
+            assert_eq!(sum(ones.as_slice(), nta), (3 << 20) as f32, "nta {nta}");
+        }
     }
 
     #[test]
