@@ -17,7 +17,6 @@ mod model;
 mod pass;
 mod rms_norm;
 mod rope;
-mod softcap;
 
 pub use attention::{capped_attention, Attention};
 pub use cache::{KvCache, LayerKv};

@@ -51,7 +51,7 @@ mod x86;
 use kernel::{Bf16Pair, Elem, Problem, Sum};
 use std::sync::OnceLock;
 #[cfg(feature = "tch")]
-pub use torch::{linear, records_gradient, try_linear};
+pub use torch::{linear, linear_softcapped, records_gradient, try_linear};
 
 /// The most rows of x [`chosen`] hands to this crate: decoding's batch × beams.
 pub const MAX_ROWS: usize = 32;
@@ -339,7 +339,23 @@ fn matmul_on<E: Elem, S: Sum>(
     w: &[E],
     n: usize,
     out: &mut [S],
+    modes: (usize, usize),
+) {
+    matmul_capped_on(backend, x, (rows, k), w, n, out, modes, None);
+}
+
+/// [`matmul_on`], each sum soft-capped (`c · tanh(s / c)`, [`math::softcap`]) with `c = cap` where it is `Some`,
+/// before it is written (f32 sums only).
+#[allow(clippy::too_many_arguments)]
+fn matmul_capped_on<E: Elem, S: Sum>(
+    backend: Backend,
+    x: &[E::X],
+    (rows, k): (usize, usize),
+    w: &[E],
+    n: usize,
+    out: &mut [S],
     (sequential_below, stream_from): (usize, usize),
+    cap: Option<f32>,
 ) {
     assert_eq!(x.len(), rows * k, "smallmm: x's length is not rows × k = {rows} × {k}");
     assert_eq!(w.len(), n * k, "smallmm: w's length is not n × k = {n} × {k}");
@@ -347,7 +363,9 @@ fn matmul_on<E: Elem, S: Sum>(
     let kernel = backend.kernel::<E>();
     let row_bytes = k.max(1) * std::mem::size_of::<E>();
     let stream = n * row_bytes >= stream_from;
-    let p = Problem { x, rows, k, w, n, out: S::out(out, n), stream };
+    let out = S::out(out, n);
+    assert!(cap.is_none() || !out.is_bf16(), "smallmm: soft-capping is for f32 sums");
+    let p = Problem { x, rows, k, w, n, out, stream, cap };
     if rows == 0 || n * row_bytes < sequential_below {
         // SAFETY: the lengths are checked, the range is all of `0..n`, and `kernel` checked the CPU.
         unsafe { kernel(&p, 0, n) };

@@ -6,7 +6,7 @@
 //! `tanh` and `exp` follow Cephes `tanhf` and `expf` (S. L. Moshier, Cephes Mathematical Library,
 //! <https://www.netlib.org/cephes/>): an odd polynomial below |x| = 0.625, `1 - 2 / (exp(2|x|) + 1)` above, with
 //! Cephes' range reduction and polynomial for exp, written branch-free. Results differ from libtorch's (SLEEF) by a
-//! few units in the last place (`gemma`'s soft-capping test bounds tanh at 4e-7 relative; the test below bounds exp).
+//! few units in the last place (`tests/libtorch.rs` bounds the soft-capping at 4e-7 relative; the test below bounds exp).
 //! Rust never fuses `a * b + c` on its own, so every backend gives the same bits.
 //!
 //! [`widest_vectors!`](crate::widest_vectors) is the one place that builds such a loop three times (AVX-512F, AVX2 +
@@ -83,6 +83,25 @@ macro_rules! widest_vectors {
         let plain = unsafe { $body($($arg),*) };
         plain
     }};
+}
+
+/// Gemma 2's soft-capping `c · tanh(x / c)` (transformers 5.23 `modeling_gemma2.py`), by [`tanh`]: within a few
+/// units in the last place of libtorch's (SLEEF's `tanhf`); NaN stays NaN, ±inf caps to ±c.
+#[inline(always)]
+pub fn softcap(x: f32, cap: f32) -> f32 {
+    cap * tanh(x / cap)
+}
+
+crate::widest_vectors!(
+    /// `x ← c · tanh(x / c)` ([`softcap`]) for every value of `xs`, on the widest vectors this CPU has.
+    pub fn softcap_in_place(xs: &mut [f32], cap: f32) = softcap_loop
+);
+
+#[inline(always)]
+fn softcap_loop(xs: &mut [f32], cap: f32) {
+    for x in xs {
+        *x = softcap(*x, cap);
+    }
 }
 
 /// Cephes `tanhf`, branch-free: both forms are computed and one is selected.

@@ -290,6 +290,40 @@ fn streamed_outputs_equal_stored_ones() {
     }
 }
 
+/// Soft-capped sums (Gemma 2's final logits, written capped by the kernel) are the plain sums capped afterwards by
+/// `math::softcap`, bit for bit, on every backend and weight type, stored or staged and streamed, on one thread and
+/// several; values far past the cap go to ±cap.
+#[test]
+fn soft_capped_sums_are_the_sums_capped() {
+    let mut rng = Rng(9);
+    for (rows, k, n) in [(1, 256, 1024), (8, 40, 1000), (24, 64, 2000), (3, 17, 7), (33, 8, 300)] {
+        // Sums of a few times the cap, so that both of tanh's forms and its saturation are reached.
+        let x = rng.f32s(rows * k, 30.0);
+        let (w, wb) = (rng.f32s(n * k, 1.0), rng.bf16s(n * k, 1.0));
+        let cap = 30.0;
+        for b in all_backends() {
+            for modes in [(usize::MAX, usize::MAX), (0, usize::MAX), (0, 0), (usize::MAX, 0)] {
+                let check = |product: &dyn Fn(&mut [f32], Option<f32>), what: &str| {
+                    let (mut plain, mut capped) = (vec![f32::NAN; rows * n], vec![0.0; rows * n]);
+                    product(&mut plain, None);
+                    product(&mut capped, Some(cap));
+                    let want: Vec<u32> =
+                        plain.iter().map(|&v| math::softcap(v, cap).to_bits()).collect();
+                    let got: Vec<u32> = capped.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, want, "{what} {b:?} {rows}×{k}×{n} {modes:?}");
+                    assert!(
+                        plain.iter().any(|v| v.abs() > 3.0 * cap),
+                        "{what}: no sum past the cap"
+                    );
+                    assert!(capped.iter().all(|v| v.abs() <= cap), "{what}");
+                };
+                check(&|o, c| matmul_capped_on(b, &x, (rows, k), &w, n, o, modes, c), "f32");
+                check(&|o, c| matmul_capped_on(b, &x, (rows, k), &wb, n, o, modes, c), "bf16");
+            }
+        }
+    }
+}
+
 /// Sums written as bf16 are the f32 sums rounded, bit for bit, on every backend and element type, stored one by one
 /// or staged and streamed, on one thread and several.
 #[test]

@@ -1,7 +1,8 @@
 //! The tch adapter: `x Wᵀ` on tensors, or `None` where libtorch should compute it.
 use crate::kernel::Elem;
 use crate::{
-    bf16_dot, chosen, matmul_on, Backend, WeightKind, MAX_ROWS, SEQUENTIAL_BYTES, STREAM_BYTES,
+    bf16_dot, chosen, matmul_capped_on, Backend, WeightKind, MAX_ROWS, SEQUENTIAL_BYTES,
+    STREAM_BYTES,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -14,7 +15,20 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     }
     let (rows, n, k) = handled(x, w)?;
     let kind = WeightKind::of(x.kind() == Kind::BFloat16, w.kind() == Kind::BFloat16, k);
-    chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k))
+    chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k, None))
+}
+
+/// [`linear`] soft-capped as Gemma 2 caps its logits, `c · tanh(x Wᵀ / c)` with `c = cap` ([`crate::math::softcap`],
+/// within a few units in the last place of libtorch's tanh), each sum capped as the kernel writes it: no second pass
+/// over the vocabulary-wide logits. `None` where [`linear`] is, and for bf16 x (whose sums libtorch rounds before
+/// capping).
+pub fn linear_softcapped(x: &Tensor, w: &Tensor, cap: f32) -> Option<Tensor> {
+    if !crate::enabled() || x.kind() != Kind::Float {
+        return None;
+    }
+    let (rows, n, k) = handled(x, w)?;
+    let kind = WeightKind::of(false, w.kind() == Kind::BFloat16, k);
+    chosen(rows, n, k, kind).then(|| compute(x, w, rows, n, k, Some(cap)))
 }
 
 /// `x Wᵀ` by this crate's kernel whenever it can, whatever its size and `PGRS_SMALLMM` (tests, benchmarks):
@@ -25,7 +39,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
 /// products where [`crate::bf16_dot`] says so. `None` otherwise, and on a CPU without AVX2.
 pub fn try_linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let (rows, n, k) = handled(x, w)?;
-    Some(compute(x, w, rows, n, k))
+    Some(compute(x, w, rows, n, k, None))
 }
 
 /// `(rows, n, k)` when the kernel handles the pair.
@@ -61,8 +75,9 @@ pub fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
     }
 }
 
-/// The product of a pair `handled` accepted, as a new tensor of x's dtype (bf16 sums rounded as they are written).
-fn compute(x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize) -> Tensor {
+/// The product of a pair `handled` accepted, as a new tensor of x's dtype (bf16 sums rounded as they are written),
+/// soft-capped with `cap` (f32 x only).
+fn compute(x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize, cap: Option<f32>) -> Tensor {
     let dot = x.kind() == Kind::BFloat16 && w.kind() == Kind::BFloat16 && bf16_dot(k);
     let xc = if dot { x.contiguous() } else { x.to_kind(Kind::Float).contiguous() };
     let mut shape = x.size();
@@ -78,11 +93,11 @@ fn compute(x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize) -> Tensor {
     unsafe {
         if dot {
             let (xs, ws) = (slice::<u16>(&xc, rows * k), slice::<u16>(w, n * k));
-            into(&out, crate::pairs(xs), (rows, k / 2), crate::pairs(ws), n);
+            into(&out, crate::pairs(xs), (rows, k / 2), crate::pairs(ws), n, cap);
         } else if w.kind() == Kind::Float {
-            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<f32>(w, n * k), n);
+            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<f32>(w, n * k), n, cap);
         } else {
-            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<u16>(w, n * k), n);
+            into(&out, slice::<f32>(&xc, rows * k), (rows, k), slice::<u16>(w, n * k), n, cap);
         }
     }
     out
@@ -96,18 +111,26 @@ unsafe fn slice<T>(t: &Tensor, len: usize) -> &[T] {
     std::slice::from_raw_parts(t.data_ptr() as *const T, len)
 }
 
-/// `x wᵀ` into `out` (f32, or bf16 rounded as libtorch rounds), on the best backend.
+/// `x wᵀ` into `out` (f32, or bf16 rounded as libtorch rounds), on the best backend, soft-capped with `cap` (f32
+/// only).
 ///
 /// # Safety
 /// `out` is a contiguous CPU tensor of `rows × n` f32 or bf16 that nothing else reads or writes meanwhile.
-unsafe fn into<E: Elem>(out: &Tensor, x: &[E::X], (rows, k): (usize, usize), w: &[E], n: usize) {
+unsafe fn into<E: Elem>(
+    out: &Tensor,
+    x: &[E::X],
+    (rows, k): (usize, usize),
+    w: &[E],
+    n: usize,
+    cap: Option<f32>,
+) {
     let modes = (SEQUENTIAL_BYTES, STREAM_BYTES);
     let len = rows * n;
     if out.kind() == Kind::Float {
         let o = std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, len);
-        matmul_on(Backend::best(), x, (rows, k), w, n, o, modes);
+        matmul_capped_on(Backend::best(), x, (rows, k), w, n, o, modes, cap);
     } else {
         let o = std::slice::from_raw_parts_mut(out.data_ptr() as *mut u16, len);
-        matmul_on(Backend::best(), x, (rows, k), w, n, o, modes);
+        matmul_capped_on(Backend::best(), x, (rows, k), w, n, o, modes, cap);
     }
 }

@@ -232,3 +232,63 @@ fn linear_follows_the_rule() {
     assert!(row_relative_error(&ours, &most.matmul(&w.tr())) < BOUND);
     assert!(smallmm::linear(&x, &w).is_none(), "33 rows are libtorch's");
 }
+
+/// `linear_softcapped` is libtorch's `tanh(x Wᵀ / c) · c` (Gemma 2's final logits, as `gemma::Gemma::logits` caps them)
+/// within the bound, f32 and bf16 weights (where `chosen` takes them), on one thread and two (a vocabulary of 64K rows
+/// is streamed); bf16 x and 33 rows are declined.
+#[test]
+fn soft_capped_products_match_libtorch() {
+    if !Backend::best().is_simd() || !smallmm::enabled() {
+        return;
+    }
+    let cap = 30.0;
+    for (rows, n) in [(1, 300), (8, 65_536), (24, 1000)] {
+        let (x, w) = operands(rows, 256, n, 10);
+        // Logits of a few times the cap, so that the cap matters.
+        let x = x * 100.0;
+        for w in [w.shallow_clone(), w.to_kind(Kind::BFloat16)] {
+            let kind = smallmm::WeightKind::of(false, w.kind() == Kind::BFloat16, 256);
+            let Some(ours) = smallmm::linear_softcapped(&x, &w, cap as f32) else {
+                assert!(!smallmm::chosen(rows as usize, n as usize, 256, kind), "{rows} × {n}");
+                continue;
+            };
+            let want = (x.matmul(&w.to_kind(Kind::Float).tr()) / cap).tanh() * cap;
+            let err = row_relative_error(&ours, &want);
+            assert!(err < BOUND, "{rows} rows of {n}, {:?}: {err:.2e}", w.kind());
+            assert!(f64::try_from(want.abs().max()).unwrap() > 0.99 * cap);
+        }
+    }
+    let (x, w) = operands(4, 64, 48, 11);
+    let wb = w.to_kind(Kind::BFloat16);
+    assert!(smallmm::linear_softcapped(&x.to_kind(Kind::BFloat16), &wb, 30.0).is_none());
+    let (tall, _) = operands(MAX_ROWS as i64 + 1, 64, 1, 12);
+    assert!(smallmm::linear_softcapped(&tall, &w, 30.0).is_none());
+}
+
+/// `math::softcap` (Cephes' tanh) against libtorch's `tanh(x / c) · c` (SLEEF's 1-ulp tanh) value by value: logit-like
+/// values, the switch between tanh's two forms (|x / c| = 0.625), saturation and tiny values within 4e-7 relative;
+/// -0 keeps its sign, NaN stays NaN, ±inf caps to ±c.
+#[test]
+fn softcap_matches_libtorch_within_a_few_ulp() {
+    tch::manual_seed(0);
+    let cap = 30.0;
+    let mut xs: Vec<f32> =
+        Vec::try_from(Tensor::randn([1 << 20], (Kind::Float, Device::Cpu)) * 60.0).unwrap();
+    let edges =
+        [0.0f32, -0.0, 1e-30, -1e-20, 1e-6, 18.75, -18.75, 18.7501, 270.3, 271.0, 1e4, -3e38];
+    xs.extend(edges);
+    xs.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.0311));
+    let want = Vec::<f32>::try_from((Tensor::from_slice(&xs) / cap).tanh() * cap).unwrap();
+    let mut worst = 0.0f64;
+    for (&x, &w) in xs.iter().zip(&want) {
+        let g = smallmm::math::softcap(x, cap as f32);
+        let err = (f64::from(g) - f64::from(w)).abs() / f64::from(w.abs()).max(1e-30);
+        assert!(err <= 4e-7 || g == w, "x = {x}: {g} against libtorch's {w} (relative {err:.2e})");
+        worst = worst.max(if g == w { 0.0 } else { err });
+    }
+    assert!(smallmm::math::softcap(-0.0, 30.0).is_sign_negative(), "-0 keeps its sign");
+    assert!(smallmm::math::softcap(f32::NAN, 30.0).is_nan());
+    assert_eq!(smallmm::math::softcap(f32::INFINITY, 30.0), 30.0);
+    assert_eq!(smallmm::math::softcap(f32::NEG_INFINITY, 30.0), -30.0);
+    eprintln!("largest relative difference from libtorch: {worst:.2e}");
+}
