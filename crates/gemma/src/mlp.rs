@@ -24,7 +24,8 @@ impl Mlp {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let gate = self.act.forward(&self.gate_proj.forward_t(xs, train));
-        self.down_proj.forward_t(&(gate * self.up_proj.forward_t(xs, train)), train)
+        let gate = self.gate_proj.forward_t(xs, train);
+        let up = self.up_proj.forward_t(xs, train);
+        self.down_proj.forward_t(&self.act.forward_gated(&gate, &up), train)
     }
 }
