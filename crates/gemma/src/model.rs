@@ -131,12 +131,13 @@ impl Gemma {
             return self.logits(hidden);
         }
         let h = hidden.to_kind(e.kind());
-        let capped = match self.config.final_logit_softcapping {
-            Some(c) => smallmm::linear_softcapped(&h, e, c as f32),
-            None => smallmm::linear(&h, e),
-        };
-        if let Some(logits) = capped {
+        // f32 logits are capped by the kernel as it writes them; bf16 ones (a bf16 model's) as `logits` caps them.
+        let cap = self.config.final_logit_softcapping;
+        if let Some(logits) = cap.and_then(|c| smallmm::linear_softcapped(&h, e, c as f32)) {
             return logits;
+        }
+        if let Some(logits) = smallmm::linear(&h, e) {
+            return self.softcap(logits);
         }
         if e.kind() != Kind::Float {
             return self.logits(hidden);
@@ -220,5 +221,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_bf16_decoding_step_is_capped_in_bf16_as_libtorch_caps_it() {
+        // A bf16 model's logits stay bf16: the kernel's product (where `smallmm::linear` takes it), capped by libtorch.
+        // (Both products round to the same bf16 bits here, so this checks the values, not which product ran.)
+        let cfg = GemmaConfig { hidden_size: 256, ..GemmaConfig::tiny(2000).into_gemma2(8) };
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let gemma = Gemma::new(vs.root(), &cfg, ParamInit::Normal { std: 1.0 }).unwrap();
+        vs.bfloat16();
+        tch::manual_seed(1);
+        // Logits of a few units (std about 5), where bf16 keeps 1/64 and the cap bends them.
+        let h = Tensor::randn([3, cfg.hidden_size], (Kind::Float, Device::Cpu)) * 0.3;
+        let hb = h.to_kind(Kind::BFloat16);
+        tch::no_grad(|| {
+            let got = gemma.logits_decode(&h);
+            assert_eq!(got.kind(), Kind::BFloat16);
+            let want = gemma.logits(&h);
+            let err =
+                f64::try_from((got.to_kind(Kind::Float) - want.to_kind(Kind::Float)).abs().max());
+            assert!(err.unwrap() <= 0.1, "bf16 logits within a few bf16 units of libtorch's");
+            // The product by smallmm (bf16 sums), then libtorch's capping in bf16, as `logits` caps.
+            if let Some(product) = smallmm::linear(&hb, &gemma.embed_tokens) {
+                assert!(got.equal(&gemma.softcap(product)), "the kernel's product, capped");
+            }
+        });
     }
 }
