@@ -5,9 +5,9 @@
 //! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
 //! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
 //! of a sum over a 256 MB tensor through libtorch and a Rust loop on the widest vectors, prefetching ahead as
-//! smallmm's kernel does (non-temporal) and into all cache levels, the faster of the two, over the same amount in transparent huge pages, as `pgrs caption` holds its weights
-//! (`paligemma::allocator`; neither probe writes anything back, so neither pays for more than the read), each the
-//! median of 15 calls as the steps are.
+//! smallmm's kernel does (non-temporal, as the kernel asks, and into all cache levels, the faster kept), over the
+//! same amount in transparent huge pages, as `pgrs caption` holds its weights (`paligemma::allocator`; neither probe
+//! writes anything back, so neither pays for more than the read), each the median of 15 calls as the steps are.
 use paligemma::names::LANGUAGE;
 use paligemma::PaliGemmaConfig;
 use std::time::Instant;
@@ -21,8 +21,8 @@ pub struct ReadSpeed {
     /// `x.sum()` over a 256 MB f32 tensor, libtorch's reduction kernel on its intra-op threads (median call).
     pub torch: f64,
     /// The same sum in Rust, 64 independent accumulators per thread on the widest vectors, prefetching ahead as
-    /// smallmm's kernel does (the faster of non-temporal and all-levels prefetches), on a pool of the run's size, over memory in transparent huge pages where the kernel
-    /// grants them.
+    /// smallmm's kernel does (the faster of non-temporal and all-levels prefetches), on a pool of the run's size,
+    /// over memory in transparent huge pages where the kernel grants them.
     pub rust: f64,
 }
 
@@ -127,23 +127,13 @@ fn sum(data: &[f32], nta: bool) -> f32 {
 
 smallmm::widest_vectors!(
     /// One chunk's sum on the widest vectors this CPU has.
-    fn chunk_sum(chunk: &[f32]) -> f32 = chunk_sum_loop
+    fn chunk_sum(chunk: &[f32]) -> f32 = chunk_sum_loop::<false>
 );
 
 smallmm::widest_vectors!(
     /// [`chunk_sum`], prefetching non-temporal.
-    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop_nta
+    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop::<true>
 );
-
-#[inline(always)]
-fn chunk_sum_loop(chunk: &[f32]) -> f32 {
-    chunk_sum_with::<false>(chunk)
-}
-
-#[inline(always)]
-fn chunk_sum_loop_nta(chunk: &[f32]) -> f32 {
-    chunk_sum_with::<true>(chunk)
-}
 
 /// 64 independent accumulators (four vectors of 16 lanes with AVX-512), and a prefetch 4 KB ahead every 256 bytes,
 /// as smallmm's kernel asks for its weights. The plain loop it replaces (16 accumulators, baseline x86-64 vectors, no
@@ -151,7 +141,7 @@ fn chunk_sum_loop_nta(chunk: &[f32]) -> f32 {
 /// in a faster moment (medians of 15 calls, 4 rounds alternating); a greedy decoding step had read faster than that
 /// probe (105% of the bound, docs/benchmarks.md).
 #[inline(always)]
-fn chunk_sum_with<const NTA: bool>(chunk: &[f32]) -> f32 {
+fn chunk_sum_loop<const NTA: bool>(chunk: &[f32]) -> f32 {
     let mut acc = [0.0f32; 64];
     let mut blocks = chunk.chunks_exact(64);
     for b in &mut blocks {

@@ -6,8 +6,8 @@
 //! `s = scale q·k`, or `s = cap tanh(q·k scale / cap)` (transformers 5.23 `eager_attention_forward`). In libtorch a
 //! step ran SDPA on the one libtorch thread of a decoding step (0.66 ms of a PaliGemma 1 batch-8 step over 4 layers
 //! for 4.6 MB of cache) or the capped form's dozen small ops per layer (docs/benchmarks.md, issue 14). Sums run in
-//! another order and tanh / exp are Cephes' (`smallmm::math`), so outputs differ from libtorch's by rounding (unit tests:
-//! within 2e-6 of the largest output); each query row is computed alone, so a row in a batch equals it alone.
+//! another order and tanh / exp are Cephes' (`smallmm::math`), so outputs differ from libtorch's by rounding (unit
+//! tests: within 2e-6 of the largest output); each query row is computed alone, so a row in a batch equals it alone.
 use smallmm::math::{exp, lanes, tanh};
 use tch::{Device, Kind, Tensor};
 

@@ -35,18 +35,7 @@ impl RmsNorm {
     fn forward_rows(&self, xs: &Tensor) -> Option<Tensor> {
         let w = &self.weight;
         let d = *xs.size().last()?;
-        let ok = smallmm::enabled()
-            && xs.kind() == Kind::Float
-            && w.kind() == Kind::Float
-            && xs.device() == Device::Cpu
-            && w.device() == Device::Cpu
-            && xs.is_contiguous()
-            && w.is_contiguous()
-            && w.size() == [d]
-            && d > 0
-            && xs.numel() > 0
-            && xs.numel() as i64 <= d * smallmm::MAX_ROWS as i64
-            && !smallmm::records_gradient(xs, w);
+        let ok = w.size() == [d] && smallmm::takes_rows(&[xs, w], d);
         if !ok {
             return None;
         }

@@ -50,16 +50,11 @@ fn apply_libtorch(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
 /// tensors without autograd; `None` otherwise (and when `PGRS_SMALLMM=0` turns the decoding kernels off).
 fn apply_rows(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Option<Tensor> {
     let (b, h, l, hd) = xs.size4().ok()?;
-    let all = |f: &dyn Fn(&Tensor) -> bool| [xs, cos, sin].into_iter().all(f);
-    let ok = smallmm::enabled()
-        && all(&|t| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous())
-        && cos.size() == [b, 1, l, hd]
+    // A table's rows are the positions (`B * L`) of every head.
+    let ok = cos.size() == [b, 1, l, hd]
         && sin.size() == [b, 1, l, hd]
         && hd % 2 == 0
-        && b * l > 0
-        && b * l <= smallmm::MAX_ROWS as i64
-        && !smallmm::records_gradient(xs, cos)
-        && !smallmm::records_gradient(xs, sin);
+        && smallmm::takes_rows(&[cos, sin, xs], hd);
     if !ok {
         return None;
     }

@@ -3,9 +3,9 @@
 //! A cached decoding step's gated product `act(gate) · up` (GeGLU, f32, CPU, no gradient, a few rows) runs in one
 //! vectorised Rust pass for the tanh GELU: on a decoding step's one libtorch thread, libtorch's `gelu` and `mul` took
 //! 25 µs per layer at 8 rows and 72 µs at 24 (the mid-size model's 2,048-wide MLP), the pass 12.5 and 35 µs
-//! (docs/benchmarks.md, issue 14). The pass follows
-//! libtorch's formula and order (`aten/src/ATen/native/cpu/Activation.cpp`, `GeluKernelImpl`: `0.5 x (1 + tanh(√(2/π)
-//! (x + 0.044715 x³)))`); only tanh is another's (Cephes', `smallmm::math`), a few units in the last place apart.
+//! (docs/benchmarks.md, issue 14). The pass follows libtorch's formula and order
+//! (`aten/src/ATen/native/cpu/Activation.cpp`, `GeluKernelImpl`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`); only
+//! tanh is another's (Cephes', `smallmm::math`), a few units in the last place apart.
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
@@ -48,15 +48,8 @@ impl Activation {
 fn gated_rows(act: Activation, gate: &Tensor, up: &Tensor) -> Option<Tensor> {
     let d = *gate.size().last()?;
     let ok = act == Activation::GeluTanh
-        && smallmm::enabled()
-        && [gate, up]
-            .iter()
-            .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous())
         && gate.size() == up.size()
-        && d > 0
-        && gate.numel() > 0
-        && gate.numel() as i64 <= d * smallmm::MAX_ROWS as i64
-        && !smallmm::records_gradient(gate, up);
+        && smallmm::takes_rows(&[gate, up], d);
     if !ok {
         return None;
     }

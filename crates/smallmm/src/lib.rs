@@ -51,7 +51,7 @@ mod x86;
 use kernel::{Bf16Pair, Elem, Problem, Sum};
 use std::sync::OnceLock;
 #[cfg(feature = "tch")]
-pub use torch::{linear, linear_softcapped, records_gradient, try_linear};
+pub use torch::{linear, linear_softcapped, records_gradient, takes_rows, try_linear};
 
 /// The most rows of x [`chosen`] hands to this crate: decoding's batch × beams.
 pub const MAX_ROWS: usize = 32;

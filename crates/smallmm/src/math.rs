@@ -6,8 +6,8 @@
 //! `tanh` and `exp` follow Cephes `tanhf` and `expf` (S. L. Moshier, Cephes Mathematical Library,
 //! <https://www.netlib.org/cephes/>): an odd polynomial below |x| = 0.625, `1 - 2 / (exp(2|x|) + 1)` above, with
 //! Cephes' range reduction and polynomial for exp, written branch-free. Results differ from libtorch's (SLEEF) by a
-//! few units in the last place (`tests/libtorch.rs` bounds the soft-capping at 4e-7 relative; the test below bounds exp).
-//! Rust never fuses `a * b + c` on its own, so every backend gives the same bits.
+//! few units in the last place (`tests/libtorch.rs` bounds the soft-capping at 4e-7 relative; the test below bounds
+//! exp). Rust never fuses `a * b + c` on its own, so every backend gives the same bits.
 //!
 //! [`widest_vectors!`](crate::widest_vectors) is the one place that builds such a loop three times (AVX-512F, AVX2 +
 //! FMA, plain x86-64) and picks one at run time.

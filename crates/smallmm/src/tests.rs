@@ -324,6 +324,23 @@ fn soft_capped_sums_are_the_sums_capped() {
     }
 }
 
+/// Capping is asked only with f32 sums: bf16 ones would be capped after libtorch rounds them, not before.
+#[test]
+#[should_panic(expected = "soft-capping is for f32 sums")]
+fn soft_capping_refuses_bf16_sums() {
+    let mut out = vec![0u16; 4];
+    matmul_capped_on(
+        Backend::best(),
+        &[1.0f32; 8],
+        (2, 4),
+        &[1.0f32; 8],
+        2,
+        &mut out,
+        (0, 0),
+        Some(30.0),
+    );
+}
+
 /// Sums written as bf16 are the f32 sums rounded, bit for bit, on every backend and element type, stored one by one
 /// or staged and streamed, on one thread and several.
 #[test]

@@ -60,6 +60,23 @@ fn handled(x: &Tensor, w: &Tensor) -> Option<(usize, usize, usize)> {
     (rows <= MAX_ROWS && k > 0).then_some((rows, n, k))
 }
 
+/// Whether a decoding step's element-wise pass in Rust (`gemma`'s RMSNorm and RoPE rows, `layers`' gated GELU) may
+/// take `ts`: [`crate::enabled`], each a contiguous f32 CPU tensor, the first holding 1 to [`MAX_ROWS`] rows of
+/// `row_len` values, and autograd recording nothing on them (a result computed outside libtorch has no `grad_fn`).
+/// Each caller checks its own shapes besides.
+pub fn takes_rows(ts: &[&Tensor], row_len: i64) -> bool {
+    let Some(first) = ts.first() else { return false };
+    let rows = first.numel() as i64 / row_len.max(1);
+    crate::enabled()
+        && ts
+            .iter()
+            .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous())
+        && row_len > 0
+        && first.numel() as i64 == rows * row_len
+        && (1..=MAX_ROWS as i64).contains(&rows)
+        && !ts.iter().any(|t| records_gradient(t, t))
+}
+
 /// Whether autograd would record an op on `x` and `w` (grad mode on and either requires a gradient): a result
 /// computed outside libtorch would have no `grad_fn`, so the decoding kernels (this crate's and `gemma`'s) decline.
 pub fn records_gradient(x: &Tensor, w: &Tensor) -> bool {
