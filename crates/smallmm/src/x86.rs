@@ -9,11 +9,15 @@
 //! multiply-adds. With it the tile uses 28 of the 32 registers; the f32 output head at 24 rows went from 18-19.5 to
 //! 9-10 ms (`tests/bench.rs`-like loop, same process state), at 8 rows from 7.6 to 6.3 ms.
 //!
-//! The weights are prefetched as non-temporal (`prefetchnta`): a decoding step's weights are each read once per
-//! step, and the output head alone is larger than the last-level cache; fetched so, they stay out of L2 and L3,
-//! where the step's KV cache, activations and x are. The head alone read as fast either way (`T0` vs `NTA`, f32, 1-24
-//! rows, ratios to the read probe within the noise); the mid-size greedy step at batch 8 was 4-12% faster in each of
-//! 4 alternating pairs of `pgrs bench worker` runs (7.29-9.57 against 7.86-9.99 ms).
+//! How the weights are prefetched depends on the CPU's maker ([`non_temporal`]). On AMD they are prefetched as
+//! non-temporal (`prefetchnta`): a decoding step's weights are each read once per step, and the output head alone is
+//! larger than the last-level cache; fetched so, they stay out of L2 and L3, where the step's KV cache, activations
+//! and x are. The head alone read as fast either way (`T0` vs `NTA`, f32, 1-24 rows, ratios to the read probe within
+//! the noise); the mid-size greedy step at batch 8 was 4-12% faster in each of 4 alternating pairs of `pgrs bench
+//! worker` runs (7.29-9.57 against 7.86-9.99 ms; AMD EPYC, Zen 5). On Intel, `prefetchnta` fills L1 only, and a line
+//! evicted from L1 before its loads is fetched from memory again: on a 2-core Xeon VM (AVX-512, AMX) the f32 head
+//! (257,216 × 256, 2 threads) took 26-29 ms at 1 row against 10-11 ms with `prefetcht0`, 22-23 against 13-14 at 8
+//! rows, 37-38 against 25-26 at 24 (docs/benchmarks.md, issue 14, step 20); elsewhere the weights go to all levels.
 //!
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
@@ -41,10 +45,32 @@ unsafe fn stream_with<I: Isa>(
     std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2;
+/// Whether weights are prefetched non-temporal: on AMD only (see the module header), decided once.
+pub(crate) fn non_temporal() -> bool {
+    static NTA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NTA.get_or_init(|| {
+        let id = __cpuid(0);
+        let vendor: Vec<u8> =
+            [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        vendor == b"AuthenticAMD"
+    })
+}
 
-impl Isa for Avx2 {
+/// A weight line ahead, into every cache level or (`NTA`) as non-temporal.
+#[inline(always)]
+unsafe fn prefetch_weights<const NTA: bool>(p: *const u8) {
+    if NTA {
+        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
+    } else {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+}
+
+/// AVX2 + FMA; `NTA`: the weights' prefetch hint ([`non_temporal`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2<const NTA: bool>;
+
+impl<const NTA: bool> Isa for Avx2<NTA> {
     type V = __m256;
     const LANES: usize = 8;
     #[inline(always)]
@@ -74,7 +100,7 @@ impl Isa for Avx2 {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
+        prefetch_weights::<NTA>(p);
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -135,10 +161,11 @@ unsafe fn hsum8(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// AVX-512F and VL; `NTA`: the weights' prefetch hint ([`non_temporal`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Avx512;
+pub(crate) struct Avx512<const NTA: bool>;
 
-impl Isa for Avx512 {
+impl<const NTA: bool> Isa for Avx512<NTA> {
     type V = __m512;
     const LANES: usize = 16;
     #[inline(always)]
@@ -166,7 +193,7 @@ impl Isa for Avx512 {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
+        prefetch_weights::<NTA>(p);
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -210,10 +237,19 @@ unsafe fn halves_added(v: __m512) -> __m256 {
 /// The CPU has AVX2 and FMA; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    if p.rows == 1 {
-        weight_rows::<Avx2, E, 1, 1>(p, j0, j1);
+    if non_temporal() {
+        avx2_tiles::<E, true>(p, j0, j1);
     } else {
-        weight_rows::<Avx2, E, 4, 3>(p, j0, j1);
+        avx2_tiles::<E, false>(p, j0, j1);
+    }
+}
+
+#[inline(always)]
+unsafe fn avx2_tiles<E: Elem, const NTA: bool>(p: &Problem<E>, j0: usize, j1: usize) {
+    if p.rows == 1 {
+        weight_rows::<Avx2<NTA>, E, 1, 1>(p, j0, j1);
+    } else {
+        weight_rows::<Avx2<NTA>, E, 4, 3>(p, j0, j1);
     }
 }
 
@@ -229,10 +265,20 @@ pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// The CPU has AVX-512F and AVX-512VL; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    avx512_tiles(p, j0, j1);
+    avx512_hinted(p, j0, j1);
 }
 
-/// The tiles of [`avx512`] and [`avx512_bf16`], inlined into each so that it runs with that function's features.
+/// [`avx512_tiles`] with the CPU's prefetch hint ([`non_temporal`]).
+#[inline(always)]
+unsafe fn avx512_hinted<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
+    if non_temporal() {
+        avx512_tiles::<E, true>(p, j0, j1);
+    } else {
+        avx512_tiles::<E, false>(p, j0, j1);
+    }
+}
+
+/// The tiles of [`avx512`] and [`avx512_bf16`] with the prefetch hint `NTA`, inlined into each so that it runs with that function's features.
 ///
 /// A single row (greedy decoding at batch 1) takes one weight row at a time: the weights are then read in memory
 /// order, one stream, where 4 weight rows side by side make 4 streams a row's length apart; each output's sum is the
@@ -242,13 +288,13 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// head: 2.21-2.41 against 2.26-2.60 ms. From 2 rows on, a weight vector feeds several rows and the tiles win (at 3
 /// and 8 rows one weight row at a time measured 21-24 and 11-13 GB/s against 28 on one thread).
 #[inline(always)]
-unsafe fn avx512_tiles<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
+unsafe fn avx512_tiles<E: Elem, const NTA: bool>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows == 1 {
-        weight_rows::<Avx512, E, 1, 1>(p, j0, j1);
+        weight_rows::<Avx512<NTA>, E, 1, 1>(p, j0, j1);
     } else if p.rows <= 4 {
-        weight_rows::<Avx512, E, 4, 4>(p, j0, j1);
+        weight_rows::<Avx512<NTA>, E, 4, 4>(p, j0, j1);
     } else {
-        weight_rows::<Avx512, E, 8, 3>(p, j0, j1);
+        weight_rows::<Avx512<NTA>, E, 8, 3>(p, j0, j1);
     }
 }
 
@@ -259,5 +305,5 @@ unsafe fn avx512_tiles<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// The CPU has AVX-512F, AVX-512VL and AVX-512 BF16; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx512f,avx512vl,avx512bf16,avx2,fma")]
 pub(crate) unsafe fn avx512_bf16<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    avx512_tiles(p, j0, j1);
+    avx512_hinted(p, j0, j1);
 }
