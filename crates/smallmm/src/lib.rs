@@ -202,7 +202,9 @@ impl WeightKind {
 ///   or more with `k ≤ 512` (the mid-size model's output head). At 1-8 rows it measured 0.98-4.2x of libtorch's
 ///   oneDNN (which uses the same instruction) on every layer shape and 1.6-1.7x on the head; at 24-32 rows the head
 ///   1.3-1.6x (24 rows 5.7-6.2 against 8.8-8.9 ms, two runs), the layer shapes 0.3-0.7x except the 64- and 256-row
-///   ones (1.7-3x at 32 rows).
+///   ones (1.7-3x at 32 rows). Where the CPU has AMX-BF16 ([`amx_bf16`]), oneDNN multiplies in tiles and the head
+///   past 8 rows is libtorch's too: on a 2-core Xeon VM with AMX, 24 rows 22.4 against 14.1 ms, 32 rows 28.9 against
+///   13.9 (8 rows: 8.4 against 12.2; docs/benchmarks.md, issue 14, step 20).
 /// - bf16 weights widened to f32 ([`WeightKind::Bf16`]): up to 8 rows when `k ≤ 512` (the mid-size model's 256-wide
 ///   layers and head: 1.1-3x), and 1-2 rows when the weights have 32 MB or more (the head, a 3B model's MLP up and
 ///   gate projections: 1.7-2x). libtorch's bf16 products use the CPU's AVX-512 BF16 dot products (oneDNN), twice the
@@ -210,15 +212,33 @@ impl WeightKind {
 ///
 /// Off when `PGRS_SMALLMM=0`, and on CPUs without AVX2 (libtorch everywhere).
 pub fn chosen(rows: usize, n: usize, k: usize, kind: WeightKind) -> bool {
-    if !(enabled() && Backend::best().is_simd()) || rows == 0 || rows > MAX_ROWS {
+    enabled() && Backend::best().is_simd() && rule(rows, n, k, kind, amx_bf16())
+}
+
+/// [`chosen`]'s rule for a CPU with or without AMX-BF16.
+fn rule(rows: usize, n: usize, k: usize, kind: WeightKind, amx: bool) -> bool {
+    if rows == 0 || rows > MAX_ROWS {
         return false;
     }
     let mb = (n * k) as f64 * if kind == WeightKind::F32 { 4.0 } else { 2.0 } / (1 << 20) as f64;
     match kind {
         WeightKind::F32 => true,
-        WeightKind::Bf16Dot => rows <= 8 || (k <= 512 && mb >= 32.0),
+        WeightKind::Bf16Dot => rows <= 8 || (k <= 512 && mb >= 32.0 && !amx),
         WeightKind::Bf16 => (rows <= 8 && k <= 512) || (rows <= 2 && mb >= 32.0),
     }
+}
+
+/// Whether the CPU has AMX-BF16 (CPUID leaf 7, EDX bit 22; Intel since Sapphire Rapids), whose tile multiplies
+/// libtorch's oneDNN uses for bf16 products of more than a few rows. `is_x86_feature_detected!("amx-bf16")` is not
+/// stable yet.
+pub fn amx_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AMX: OnceLock<bool> = OnceLock::new();
+        *AMX.get_or_init(|| std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 22) != 0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Weights smaller than this are done on the calling thread. In the decode loop, with libtorch on one thread

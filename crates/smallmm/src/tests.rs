@@ -498,10 +498,25 @@ fn the_rule() {
     assert!(chosen(8, 16_384, 2048, WeightKind::Bf16Dot));
     assert!(chosen(1, head.0, head.1, WeightKind::Bf16Dot));
     assert!(!chosen(9, 256, 256, WeightKind::Bf16Dot));
-    assert!(chosen(24, head.0, head.1, WeightKind::Bf16Dot));
-    assert!(chosen(32, head.0, head.1, WeightKind::Bf16Dot));
+    assert_eq!(chosen(24, head.0, head.1, WeightKind::Bf16Dot), !amx_bf16());
+    assert_eq!(chosen(32, head.0, head.1, WeightKind::Bf16Dot), !amx_bf16());
     assert!(!chosen(24, 2048, 256, WeightKind::Bf16Dot));
     assert!(!chosen(24, 257_216, 2048, WeightKind::Bf16Dot));
+}
+
+/// With AMX-BF16, libtorch's tiles take the bf16 × bf16 head past 8 rows; the rest of the rule does not change.
+#[test]
+fn the_rule_with_amx() {
+    let head = (257_216, 256);
+    for amx in [false, true] {
+        assert!(rule(8, head.0, head.1, WeightKind::Bf16Dot, amx));
+        assert_eq!(rule(9, head.0, head.1, WeightKind::Bf16Dot, amx), !amx);
+        assert_eq!(rule(32, head.0, head.1, WeightKind::Bf16Dot, amx), !amx);
+        assert!(!rule(24, 2048, 256, WeightKind::Bf16Dot, amx));
+        assert!(rule(32, head.0, head.1, WeightKind::F32, amx));
+        assert!(rule(2, head.0, head.1, WeightKind::Bf16, amx));
+        assert!(!rule(33, head.0, head.1, WeightKind::F32, amx));
+    }
 }
 
 /// Which kind a product is: bf16 × bf16 takes the dot products only where the CPU has them and `k` is even.
