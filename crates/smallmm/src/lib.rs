@@ -243,9 +243,11 @@ pub fn amx_bf16() -> bool {
 
 /// Weights smaller than this are done on the calling thread. In the decode loop, with libtorch on one thread
 /// (`paligemma::generate`), the mid-size model's 2 MB MLP products on two threads took its decoder stack at one row
-/// from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14). Below 1 MB the second thread gains a
-/// few µs at most, even with the pool's helpers awake: 256 × 256 f32 at 1 row 8.3 → 6.7 µs, 64 × 256 none (step 15).
-const SEQUENTIAL_BYTES: usize = 1 << 20;
+/// from 1.94 to 1.73 ms per step (one run each, docs/benchmarks.md, issue 14). On the Zen 5 machine the second thread
+/// gained a few µs at most below 1 MB (256 × 256 f32 at 1 row 8.3 → 6.7 µs, step 15); on a Xeon VM, where one core
+/// reads at half the speed of two, the 256 KB q and o projections of the mid-size model took 65-85 against 99-142 µs
+/// for the 4 layers (1 and 8 rows, three alternating rounds, step 20), so only the 64 KB k and v ones stay here.
+const SEQUENTIAL_BYTES: usize = 128 << 10;
 
 /// Weights from which the outputs are written with streaming stores, past the caches: weights larger than the
 /// last-level cache (32 MB on the project's machine) evict the call's first outputs before it ends, so nothing is
