@@ -131,8 +131,12 @@ fn two_ranks_equal_one_process(experiment: &str, sets: &[&str]) {
     assert_eq!(ta.len(), tb.len());
     for ((name, x), (name_b, y)) in ta.iter().zip(&tb) {
         assert_eq!(name, name_b);
+        // Round-off only: where an op records no gradient (frozen layers before the first trainable) and has at
+        // most 32 rows, smallmm's decoding-step kernels take it, in their own summation order; a rank's half batch
+        // can fit where one process's full batch goes to libtorch (with `PGRS_SMALLMM=0` the LoRA case agrees within
+        // 1e-6; with it, 1.1e-6 on the Intel VM). smallmm agrees with libtorch within 1e-5.
         let rel = max_relative(x, y);
-        assert!(rel <= 1e-6, "{experiment}: `{name}` differs by {rel:e} (relative)");
+        assert!(rel <= 1e-5, "{experiment}: `{name}` differs by {rel:e} (relative)");
     }
     // The evaluation before training (same weights on both sides) is sharded over the ranks batch by batch and
     // gathered: exactly the captions one process writes, in the same order.
