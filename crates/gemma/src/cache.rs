@@ -6,6 +6,7 @@
 //! leaves room for the `headroom` positions the caller expects (a generation's new tokens), and a step writes its
 //! position in place. Concatenating instead copied the whole cache on every decoding step (13.8 MB of keys and values
 //! per step for beam 3 at batch 8 on the mid-size model). A step past the room grows the buffers to twice the size.
+use crate::row_moves::RowMoves;
 use tch::Tensor;
 
 #[derive(Debug, Default)]
@@ -78,12 +79,31 @@ impl KvCache {
     }
 
     /// Keeps, for each new batch row, the cached row `index[i]` (beam search reordering).
+    ///
+    /// With as many rows before as after (every beam-search step after the first), only the rows whose beam changed
+    /// are copied, and only their filled positions, in place ([`RowMoves`]): selecting whole buffers copied every row
+    /// and the headroom into new tensors each step (14 MB at beam 3, batch 8 on the mid-size model; docs/benchmarks.md,
+    /// issue 14).
     pub fn reorder(&mut self, index: &Tensor) {
-        for l in &mut self.layers {
-            l.buffers = l
-                .buffers
-                .as_ref()
-                .map(|(k, v)| (k.index_select(0, index), v.index_select(0, index)));
+        let rows = self.layers.first().and_then(|l| l.buffers.as_ref()).map(|(k, _)| k.size()[0]);
+        let moves =
+            rows.zip(Vec::<i64>::try_from(index).ok()).and_then(|(r, i)| RowMoves::of(&i, r));
+        match moves {
+            Some(moves) => {
+                let buffers: Vec<(&Tensor, i64)> = (self.layers.iter())
+                    .filter_map(|l| l.buffers.as_ref().map(|(k, v)| [(k, l.len), (v, l.len)]))
+                    .flatten()
+                    .collect();
+                moves.apply(&buffers);
+            }
+            None => {
+                for l in &mut self.layers {
+                    l.buffers = l
+                        .buffers
+                        .as_ref()
+                        .map(|(k, v)| (k.index_select(0, index), v.index_select(0, index)));
+                }
+            }
         }
     }
 }
@@ -134,5 +154,39 @@ mod tests {
         let want = Tensor::cat(&[first.index_select(0, &index), next], 2);
         assert!(k.equal(&want));
         assert_eq!(cache.len(), 6, "layer 0 has not seen the step yet");
+    }
+
+    #[test]
+    fn reorder_in_place_equals_selecting_whole_rows() {
+        // Same row count: swaps, cycles, a row copied to several, identity; then a new row count (beam expansion).
+        let opts = (Kind::Float, Device::Cpu);
+        for index in [
+            vec![1i64, 0, 2, 3],
+            vec![3, 0, 1, 2],
+            vec![2, 2, 0, 0],
+            vec![0, 1, 2, 3],
+            vec![1, 1, 1, 1],
+        ] {
+            let mut cache = KvCache::with_headroom(2, 3);
+            let first = Tensor::randn([4, 2, 5, 3], opts);
+            for l in &mut cache.layers {
+                let _ = l.append(first.copy(), &first * -1.0);
+            }
+            let before = cache.layers[0].buffers.as_ref().map(|(k, _)| k.data_ptr()).unwrap();
+            cache.reorder(&Tensor::from_slice(&index));
+            let want = first.index_select(0, &Tensor::from_slice(&index));
+            for l in &cache.layers {
+                let (k, v) = l.get().unwrap();
+                assert!(k.equal(&want) && v.equal(&(&want * -1.0)), "{index:?}");
+            }
+            let after = cache.layers[0].buffers.as_ref().map(|(k, _)| k.data_ptr()).unwrap();
+            assert_eq!(before, after, "{index:?}: rows copied in place");
+        }
+        let mut cache = KvCache::with_headroom(1, 2);
+        let first = Tensor::randn([2, 1, 4, 3], opts);
+        let _ = cache.layers[0].append(first.copy(), first.copy());
+        let expand = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1]);
+        cache.reorder(&expand);
+        assert!(cache.layers[0].get().unwrap().0.equal(&first.index_select(0, &expand)));
     }
 }

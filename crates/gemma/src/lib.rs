@@ -17,6 +17,7 @@ mod model;
 mod pass;
 mod rms_norm;
 mod rope;
+mod row_moves;
 
 pub use attention::{capped_attention, Attention};
 pub use cache::{KvCache, LayerKv};

@@ -458,10 +458,16 @@ mod tests {
         let j = Vec::<i64>::try_from(j.view(-1)).unwrap();
         below[j[6] as usize] = below[j[5] as usize];
         assert_same_candidates(&logits(&below), &one, 4, "a tie below the top 5");
-        for bad in [f32::NAN, f32::INFINITY] {
+        // Early in a piece, late in one, and among masked values.
+        for (bad, at) in [
+            (f32::NAN, PIECE + 5),
+            (f32::NAN, PIECE + 3000),
+            (f32::INFINITY, PIECE + 3000),
+            (f32::NAN, 7),
+        ] {
             let mut y = x.clone();
-            y[PIECE + 5] = bad;
-            assert!(beam_candidates(&logits(&y), &one, 4).is_none(), "{bad}");
+            y[at] = bad;
+            assert!(beam_candidates(&logits(&y), &one, 4).is_none(), "{bad} at {at}");
         }
         let masked = vec![f32::NEG_INFINITY; 10];
         assert!(beam_candidates(&logits(&masked), &one, 4).is_none(), "every token masked");
