@@ -158,15 +158,9 @@ mod tests {
 
     #[test]
     fn reorder_in_place_equals_selecting_whole_rows() {
-        // Same row count: swaps, cycles, a row copied to several, identity; then a new row count (beam expansion).
+        // Same row count (`REORDERS`), then a new row count (beam expansion).
         let opts = (Kind::Float, Device::Cpu);
-        for index in [
-            vec![1i64, 0, 2, 3],
-            vec![3, 0, 1, 2],
-            vec![2, 2, 0, 0],
-            vec![0, 1, 2, 3],
-            vec![1, 1, 1, 1],
-        ] {
+        for index in crate::row_moves::REORDERS {
             let mut cache = KvCache::with_headroom(2, 3);
             let first = Tensor::randn([4, 2, 5, 3], opts);
             for l in &mut cache.layers {

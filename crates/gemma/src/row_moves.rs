@@ -144,6 +144,11 @@ impl Runs {
     }
 }
 
+/// Reorders of 4 rows for tests: a swap, a cycle, rows copied to several, one row to all, the identity.
+#[cfg(test)]
+pub(crate) const REORDERS: [[i64; 4]; 5] =
+    [[1, 0, 2, 3], [3, 0, 1, 2], [2, 2, 0, 0], [1, 1, 1, 1], [0, 1, 2, 3]];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,13 +166,7 @@ mod tests {
     fn moves_equal_selecting_rows_on_both_paths() {
         // Swaps and cycles (sources that are targets), copies to several rows; two heads, f32 and bf16; on the CPU
         // path (contiguous) and libtorch's (a buffer that is a non-contiguous view).
-        for index in [
-            vec![1i64, 0, 2, 3],
-            vec![3, 0, 1, 2],
-            vec![2, 2, 0, 0],
-            vec![1, 1, 1, 1],
-            vec![0, 1, 3, 3],
-        ] {
+        for index in REORDERS {
             for kind in [Kind::Float, Kind::BFloat16] {
                 for contiguous in [true, false] {
                     let full =

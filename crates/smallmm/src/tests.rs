@@ -143,6 +143,43 @@ fn simd_equals_portable_bit_for_bit() {
     }
 }
 
+/// Both prefetch hints (T0, which Intel gets, and NTA, which AMD gets) give the portable kernel's bits, whichever
+/// this CPU would pick.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn both_prefetch_hints_equal_portable_bit_for_bit() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut rng = Rng(5);
+    for (hint, nta) in [(1, false), (2, true)] {
+        x86::HINT_FOR_TESTS.store(hint, SeqCst);
+        assert_eq!(x86::non_temporal(), nta);
+        for (simd, portable) in simd_backends() {
+            for &(rows, k, n) in SHAPES {
+                let x = rng.f32s(rows * k, 3.0);
+                let (w, wb) = (rng.f32s(n * k, 0.05), rng.bf16s(n * k, 0.05));
+                let what = format!("{simd:?}, NTA {nta}, {rows}×{k}×{n}");
+                assert_eq!(
+                    f32_out(simd, &x, rows, k, &w, n),
+                    f32_out(portable, &x, rows, k, &w, n),
+                    "{what}"
+                );
+                assert_eq!(
+                    bf16_out(simd, &x, rows, k, &wb, n),
+                    bf16_out(portable, &x, rows, k, &wb, n),
+                    "{what}"
+                );
+                if simd.runs_bf16_dot() {
+                    // k doubled: pairs of bf16 (x's too), k / 2 of them.
+                    let (xd, wd) = (rng.bf16s(rows * 2 * k, 3.0), rng.bf16s(n * 2 * k, 0.05));
+                    let dot = |b| dot_out(b, &xd, rows, 2 * k, &wd, n, true);
+                    assert_eq!(dot(simd), dot(portable), "{what}: bf16 dot");
+                }
+            }
+        }
+    }
+    x86::HINT_FOR_TESTS.store(0, SeqCst);
+}
+
 /// `vdpbf16ps` runs `dot_pair`'s order and rounding: the AVX-512 BF16 kernel gives the portable one's bits, on the
 /// shapes above with k doubled (k / 2 pairs: tails of every length), and on magnitudes whose products cancel or are
 /// denormal (flushed to 0).

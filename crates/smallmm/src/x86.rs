@@ -45,8 +45,19 @@ unsafe fn stream_with<I: Isa>(
     std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
 }
 
+/// Tests set the prefetch hint (1: T0, 2: NTA; 0: the CPU's), so that both kernels run on any CPU. A hint never
+/// changes a result, so tests running meanwhile get the same bits either way.
+#[cfg(test)]
+pub(crate) static HINT_FOR_TESTS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Whether weights are prefetched non-temporal: on AMD only (see the module header), decided once.
 pub(crate) fn non_temporal() -> bool {
+    #[cfg(test)]
+    match HINT_FOR_TESTS.load(std::sync::atomic::Ordering::SeqCst) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
     static NTA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *NTA.get_or_init(|| {
         let id = __cpuid(0);
