@@ -81,29 +81,28 @@ impl KvCache {
     /// Keeps, for each new batch row, the cached row `index[i]` (beam search reordering).
     ///
     /// With as many rows before as after (every beam-search step after the first), only the rows whose beam changed
-    /// are copied, and only their filled positions, in place ([`RowMoves`]): selecting whole buffers copied every row
-    /// and the headroom into new tensors each step (14 MB at beam 3, batch 8 on the mid-size model; docs/benchmarks.md,
-    /// issue 14).
+    /// are copied, and only their filled positions, in place ([`RowMoves`], on CPU): selecting whole buffers copies
+    /// every row and the headroom into new tensors each step (14 MB at beam 3, batch 8 on the mid-size model;
+    /// docs/benchmarks.md, issue 14). Elsewhere, or where the moves decline, whole rows are selected.
     pub fn reorder(&mut self, index: &Tensor) {
-        let rows = self.layers.first().and_then(|l| l.buffers.as_ref()).map(|(k, _)| k.size()[0]);
+        // A CPU index only: reading a GPU one would wait for the device (GPU caches select whole rows, as before).
+        let rows = (self.layers.first().and_then(|l| l.buffers.as_ref()))
+            .filter(|_| index.device() == tch::Device::Cpu)
+            .map(|(k, _)| k.size()[0]);
         let moves =
             rows.zip(Vec::<i64>::try_from(index).ok()).and_then(|(r, i)| RowMoves::of(&i, r));
-        match moves {
-            Some(moves) => {
-                let buffers: Vec<(&Tensor, i64)> = (self.layers.iter())
-                    .filter_map(|l| l.buffers.as_ref().map(|(k, v)| [(k, l.len), (v, l.len)]))
-                    .flatten()
-                    .collect();
-                moves.apply(&buffers);
-            }
-            None => {
-                for l in &mut self.layers {
-                    l.buffers = l
-                        .buffers
-                        .as_ref()
-                        .map(|(k, v)| (k.index_select(0, index), v.index_select(0, index)));
-                }
-            }
+        let buffers: Vec<(&Tensor, i64)> = (self.layers.iter())
+            .filter_map(|l| l.buffers.as_ref().map(|(k, v)| [(k, l.len), (v, l.len)]))
+            .flatten()
+            .collect();
+        if moves.is_some_and(|m| m.apply(&buffers)) {
+            return;
+        }
+        for l in &mut self.layers {
+            l.buffers = l
+                .buffers
+                .as_ref()
+                .map(|(k, v)| (k.index_select(0, index), v.index_select(0, index)));
         }
     }
 }

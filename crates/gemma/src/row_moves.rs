@@ -1,11 +1,11 @@
 //! Beam search's reorder of the KV cache in place: each batch row whose beam changed takes the filled positions of
 //! another row, in buffers `[B, kv_heads, capacity, head_dim]`, and the rows that keep their beam are not touched.
 //!
-//! Selecting whole buffers (`index_select`, as transformers' `Cache.reorder_cache` does) copied every row and the
-//! headroom into new tensors each step, on the decoding step's one libtorch thread: 1.5-2 ms of a 27 ms beam-3 step at
-//! batch 8 on the mid-size model (docs/benchmarks.md, issue 14). On CPU the moves here are plain copies of contiguous
-//! runs spread over `smallmm::pool`'s threads; elsewhere (and with `PGRS_SMALLMM=0`) libtorch copies the moved rows.
-use std::collections::HashMap;
+//! Selecting whole buffers (`index_select`, as transformers' `Cache.reorder_cache` does) copies every row and the
+//! headroom into new tensors each step, on the decoding step's one libtorch thread: 2.2-2.3 ms for beam 3 at batch 8
+//! on the mid-size model, against 0.72-0.83 ms for the moves here, plain copies of contiguous runs spread over
+//! `smallmm::pool`'s threads (docs/benchmarks.md, issue 14, step 21). Other devices keep libtorch's whole-row select.
+use std::collections::{HashMap, HashSet};
 use tch::{Device, Tensor};
 
 /// The rows an index changes: `(target, source)` pairs, each target once, none equal to its source.
@@ -34,45 +34,22 @@ impl RowMoves {
         self.pairs.is_empty()
     }
 
-    /// Applies the moves to each `(buffer, len)`: positions `..len` of every moved row, all read before any is
-    /// written (a row may be both a source and a target, as in a swap).
-    pub fn apply(&self, buffers: &[(&Tensor, i64)]) {
+    /// Applies the moves in place to each `(buffer, len)` (positions `..len` of every moved row, all read before
+    /// any is written: a row may be both a source and a target, as in a swap) and returns true; or returns false,
+    /// touching nothing, unless every buffer is a contiguous 4-d CPU tensor and smallmm is on (`PGRS_SMALLMM=0` leaves
+    /// every decoding kernel to libtorch, this one too). The caller then selects whole rows with libtorch, as before,
+    /// so GPU paths are unchanged.
+    pub fn apply(&self, buffers: &[(&Tensor, i64)]) -> bool {
+        let usable = |b: &Tensor| b.device() == Device::Cpu && b.is_contiguous() && b.dim() == 4;
+        if !(smallmm::enabled() && buffers.iter().all(|(b, _)| usable(b))) {
+            return false;
+        }
         if self.is_empty() {
-            return;
+            return true;
         }
-        let heads = buffers.first().map(|(b, _)| b.size().get(1).copied());
-        // `PGRS_SMALLMM=0` leaves every decoding kernel to libtorch, this one too.
-        let on_cpu = smallmm::enabled()
-            && buffers.iter().all(|(b, _)| {
-                b.device() == Device::Cpu
-                    && b.is_contiguous()
-                    && b.dim() == 4
-                    && Some(b.size().get(1).copied()) == heads
-            });
-        if on_cpu {
-            self.apply_on_cpu(buffers);
-        } else {
-            self.apply_with_libtorch(buffers);
-        }
-    }
-
-    fn apply_with_libtorch(&self, buffers: &[(&Tensor, i64)]) {
-        let (targets, sources): (Vec<i64>, Vec<i64>) =
-            self.pairs.iter().map(|&(t, s)| (t as i64, s as i64)).unzip();
-        for (buffer, len) in buffers {
-            let mut live = buffer.narrow(2, 0, *len);
-            let dev = buffer.device();
-            let rows = live.index_select(0, &Tensor::from_slice(&sources).to_device(dev));
-            let _ = live.index_copy_(0, &Tensor::from_slice(&targets).to_device(dev), &rows);
-        }
-    }
-
-    /// Copies per (buffer, move, kv head) on the pool's threads, for contiguous CPU buffers with the same number of
-    /// heads; the sources that are also targets are set aside first, so that every copy reads what the rows held
-    /// before.
-    fn apply_on_cpu(&self, buffers: &[(&Tensor, i64)]) {
         let runs: Vec<Runs> = buffers.iter().map(|(b, len)| Runs::of(b, *len)).collect();
-        let targets: std::collections::HashSet<usize> = self.pairs.iter().map(|p| p.0).collect();
+        // Sources that are also targets, set aside before any copy writes them.
+        let targets: HashSet<usize> = self.pairs.iter().map(|p| p.0).collect();
         let mut aside: HashMap<(usize, usize), Vec<u8>> = HashMap::new();
         for (i, r) in runs.iter().enumerate() {
             for &(_, s) in self.pairs.iter().filter(|(_, s)| targets.contains(s)) {
@@ -80,11 +57,14 @@ impl RowMoves {
                 aside.entry((i, s)).or_insert_with(|| unsafe { r.read_row(s) });
             }
         }
-        let heads = runs.first().map_or(0, |r| r.heads);
-        let per_buffer = self.pairs.len() * heads;
+        // One task per (buffer, move, kv head), on the pool's threads.
+        let tasks: Vec<(usize, (usize, usize), usize)> = (runs.iter().enumerate())
+            .flat_map(|(i, r)| {
+                self.pairs.iter().flat_map(move |&m| (0..r.heads).map(move |h| (i, m, h)))
+            })
+            .collect();
         let copy = |n: usize| {
-            let (i, rest) = (n / per_buffer, n % per_buffer);
-            let ((t, s), h) = (self.pairs[rest / heads], rest % heads);
+            let (i, (t, s), h) = tasks[n];
             let r = &runs[i];
             // SAFETY: each (buffer, target, head) run is written by this task alone; the runs read are either set
             // aside or of rows no task writes (not targets), and lie within the buffer.
@@ -96,7 +76,8 @@ impl RowMoves {
                 std::ptr::copy_nonoverlapping(src, r.at(t, h), r.run);
             }
         };
-        smallmm::pool::for_each(runs.len() * per_buffer, &copy);
+        smallmm::pool::for_each(tasks.len(), &copy);
+        true
     }
 }
 
@@ -163,32 +144,39 @@ mod tests {
     }
 
     #[test]
-    fn moves_equal_selecting_rows_on_both_paths() {
-        // Swaps and cycles (sources that are targets), copies to several rows; two heads, f32 and bf16; on the CPU
-        // path (contiguous) and libtorch's (a buffer that is a non-contiguous view).
+    fn moves_equal_selecting_rows() {
+        // Swaps and cycles (sources that are targets), copies to several rows; two heads, f32 and bf16; buffers with
+        // 2 and 3 heads in one call.
         for index in REORDERS {
             for kind in [Kind::Float, Kind::BFloat16] {
-                for contiguous in [true, false] {
-                    let full =
-                        Tensor::randn([4, 2, 7, 6], (Kind::Float, Device::Cpu)).to_kind(kind);
-                    let buffer = if contiguous { full.copy() } else { full.narrow(3, 0, 5) };
-                    let before = buffer.copy();
-                    let other = (&buffer * 2.0).to_kind(kind);
-                    RowMoves::of(&index, 4).unwrap().apply(&[(&buffer, 5), (&other, 5)]);
+                let buffer = Tensor::randn([4, 2, 7, 6], (Kind::Float, Device::Cpu)).to_kind(kind);
+                let other = Tensor::randn([4, 3, 7, 6], (Kind::Float, Device::Cpu)).to_kind(kind);
+                let before = [buffer.copy(), other.copy()];
+                assert!(RowMoves::of(&index, 4).unwrap().apply(&[(&buffer, 5), (&other, 5)]));
+                for (got, before) in [&buffer, &other].into_iter().zip(&before) {
                     let want = before.index_select(0, &Tensor::from_slice(&index));
-                    let what = format!("{index:?} {kind:?} contiguous {contiguous}");
-                    assert!(buffer.narrow(2, 0, 5).equal(&want.narrow(2, 0, 5)), "{what}");
+                    let what = format!("{index:?} {kind:?}, {} heads", got.size()[1]);
+                    assert!(got.narrow(2, 0, 5).equal(&want.narrow(2, 0, 5)), "{what}");
                     assert!(
-                        buffer.narrow(2, 5, 2).equal(&before.narrow(2, 5, 2)),
+                        got.narrow(2, 5, 2).equal(&before.narrow(2, 5, 2)),
                         "{what}: past len untouched"
-                    );
-                    let other_want = (&want * 2.0).to_kind(kind);
-                    assert!(
-                        other.narrow(2, 0, 5).equal(&other_want.narrow(2, 0, 5)),
-                        "{what}: second buffer"
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn buffers_the_moves_do_not_handle_are_left_untouched() {
+        // A non-contiguous view and a 3-d tensor: the caller selects whole rows instead.
+        let full = Tensor::randn([4, 2, 7, 6], (Kind::Float, Device::Cpu));
+        let view = full.narrow(3, 0, 5);
+        let flat = Tensor::randn([4, 7, 6], (Kind::Float, Device::Cpu));
+        let moves = RowMoves::of(&[1, 0, 2, 3], 4).unwrap();
+        for (buffer, what) in [(&view, "non-contiguous"), (&flat, "3-d")] {
+            let before = buffer.copy();
+            assert!(!moves.apply(&[(buffer, 5)]), "{what}");
+            assert!(buffer.equal(&before), "{what}: untouched");
         }
     }
 }
