@@ -4,8 +4,8 @@
 //! output head included, and attends over the KV cache: at least one read of all of those bytes. It can therefore
 //! take no less than `bytes / read speed`, whatever the kernel; a side's fraction of the bound is that time over its
 //! measured step time. The read speed is taken on this machine, in this run, with the run's thread count: the faster
-//! of a sum over a 256 MB tensor through libtorch and a Rust loop on the widest vectors, prefetching ahead as
-//! smallmm's kernel does (non-temporal, as the kernel asks, and into all cache levels, the faster kept), over the
+//! of a sum over a 256 MB tensor through libtorch and a Rust loop on the widest vectors, prefetching ahead with each
+//! of the hints smallmm's kernel may ask with (non-temporal, into all cache levels, into L2; the fastest kept), over the
 //! same amount in transparent huge pages, as `pgrs caption` holds its weights (`paligemma::allocator`; neither probe
 //! writes anything back, so neither pays for more than the read), each the median of 15 calls as the steps are.
 use paligemma::names::LANGUAGE;
@@ -21,7 +21,7 @@ pub struct ReadSpeed {
     /// `x.sum()` over a 256 MB f32 tensor, libtorch's reduction kernel on its intra-op threads (median call).
     pub torch: f64,
     /// The same sum in Rust, 64 independent accumulators per thread on the widest vectors, prefetching ahead as
-    /// smallmm's kernel does (the faster of non-temporal and all-levels prefetches), on a pool of the run's size,
+    /// smallmm's kernel may (the fastest of its three prefetch hints), on a pool of the run's size,
     /// over memory in transparent huge pages where the kernel grants them.
     pub rust: f64,
 }
@@ -51,11 +51,11 @@ pub fn measure(threads: usize) -> anyhow::Result<ReadSpeed> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
     let ones = HugePageOnes::new(n);
     let data = ones.as_slice();
-    // Both prefetch hints, the faster kept: smallmm's kernel asks for its weights as non-temporal.
-    let rust = [false, true]
-        .map(|nta| {
+    // Every prefetch hint of smallmm's kernel (which one it asks with depends on the CPU), the fastest kept.
+    let rust = [Hint::Nta, Hint::T0, Hint::T1]
+        .map(|hint| {
             median_speed(|| {
-                std::hint::black_box(pool.install(|| sum(std::hint::black_box(data), nta)));
+                std::hint::black_box(pool.install(|| sum(std::hint::black_box(data), hint)));
             })
         })
         .into_iter()
@@ -117,35 +117,61 @@ fn median_speed(mut read: impl FnMut()) -> f64 {
     PROBE_BYTES as f64 / times[times.len() / 2]
 }
 
-/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by [`chunk_sum`] (prefetching
-/// non-temporal when `nta`, else into all cache levels).
-fn sum(data: &[f32], nta: bool) -> f32 {
+/// The prefetch hints of smallmm's kernel (`smallmm::x86`), each with its distance ahead.
+#[derive(Clone, Copy, Debug)]
+enum Hint {
+    /// Non-temporal, 4 KB ahead (AMD).
+    Nta,
+    /// Into every cache level, 4 KB ahead.
+    T0,
+    /// Into L2, 16 KB ahead (Intel).
+    T1,
+}
+
+/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by [`chunk_sum_loop`] with `hint`.
+fn sum(data: &[f32], hint: Hint) -> f32 {
     use rayon::prelude::*;
-    let chunk_sum = if nta { chunk_sum_nta } else { chunk_sum };
+    let chunk_sum = match hint {
+        Hint::Nta => chunk_sum_nta,
+        Hint::T0 => chunk_sum_t0,
+        Hint::T1 => chunk_sum_t1,
+    };
     data.par_chunks(1 << 16).map(chunk_sum).sum()
 }
 
 smallmm::widest_vectors!(
-    /// One chunk's sum on the widest vectors this CPU has.
-    fn chunk_sum(chunk: &[f32]) -> f32 = chunk_sum_loop::<false>
+    /// One chunk's sum on the widest vectors this CPU has, prefetching non-temporal.
+    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop::<NTA, 4096>
 );
 
 smallmm::widest_vectors!(
-    /// [`chunk_sum`], prefetching non-temporal.
-    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop::<true>
+    /// One chunk's sum, prefetching into every cache level.
+    fn chunk_sum_t0(chunk: &[f32]) -> f32 = chunk_sum_loop::<T0, 4096>
 );
 
-/// 64 independent accumulators (four vectors of 16 lanes with AVX-512), and a prefetch 4 KB ahead every 256 bytes,
-/// as smallmm's kernel asks for its weights. The plain loop it replaces (16 accumulators, baseline x86-64 vectors, no
-/// prefetch) read 36-43 GB/s where this one read 42-48 GB/s on the development machine, and 58-70 against 76-83 GB/s
-/// in a faster moment (medians of 15 calls, 4 rounds alternating); a greedy decoding step had read faster than that
-/// probe (105% of the bound, docs/benchmarks.md).
+smallmm::widest_vectors!(
+    /// One chunk's sum, prefetching into L2.
+    fn chunk_sum_t1(chunk: &[f32]) -> f32 = chunk_sum_loop::<T1, 16384>
+);
+
+/// `_mm_prefetch`'s strategies, by their x86 values (`_MM_HINT_NTA`, `_MM_HINT_T0`, `_MM_HINT_T1`).
+const NTA: i32 = 0;
+const T0: i32 = 3;
+const T1: i32 = 2;
+
+/// 64 independent accumulators (four vectors of 16 lanes with AVX-512), and each cache line prefetched `AHEAD` bytes
+/// ahead with `HINT`, as smallmm's kernel asks for its weights. The plain loop it replaces (16 accumulators, baseline
+/// x86-64 vectors, no prefetch) read 36-43 GB/s where this one (then prefetching one line in four) read 42-48 GB/s
+/// on the development machine, and 58-70 against 76-83 GB/s in a faster moment (medians of 15 calls, 4 rounds
+/// alternating); a greedy decoding step had read faster than that probe (105% of the bound, docs/benchmarks.md).
 #[inline(always)]
-fn chunk_sum_loop<const NTA: bool>(chunk: &[f32]) -> f32 {
+fn chunk_sum_loop<const HINT: i32, const AHEAD: usize>(chunk: &[f32]) -> f32 {
     let mut acc = [0.0f32; 64];
     let mut blocks = chunk.chunks_exact(64);
     for b in &mut blocks {
-        prefetch::<NTA>(b.as_ptr().wrapping_add(1024));
+        for line in 0..4 {
+            prefetch::<HINT>(b.as_ptr().wrapping_add(AHEAD / 4 + 16 * line));
+        }
         for (a, x) in acc.iter_mut().zip(b) {
             *a += x;
         }
@@ -153,18 +179,13 @@ fn chunk_sum_loop<const NTA: bool>(chunk: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
 }
 
-/// Asks for the cache line at `p`, non-temporal when `NTA` (a hint: it never faults, wherever `p` points).
+/// Asks for the cache line at `p` with `HINT` (a hint: it never faults, wherever `p` points).
 #[inline(always)]
-fn prefetch<const NTA: bool>(p: *const f32) {
+fn prefetch<const HINT: i32>(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing architecturally and cannot fault.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0};
-        if NTA {
-            _mm_prefetch::<_MM_HINT_NTA>(p.cast());
-        } else {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast());
-        }
+        std::arch::x86_64::_mm_prefetch::<HINT>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
@@ -236,8 +257,8 @@ mod tests {
         let _alone = crate::rss::LARGE_ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
         let ones = HugePageOnes::new(3 << 20);
         assert_eq!(ones.as_slice().len(), 3 << 20);
-        for nta in [false, true] {
-            assert_eq!(sum(ones.as_slice(), nta), (3 << 20) as f32, "nta {nta}");
+        for hint in [Hint::Nta, Hint::T0, Hint::T1] {
+            assert_eq!(sum(ones.as_slice(), hint), (3 << 20) as f32, "{hint:?}");
         }
     }
 

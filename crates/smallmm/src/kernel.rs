@@ -26,6 +26,10 @@
 pub(crate) trait Isa {
     type V: Copy;
     const LANES: usize;
+    /// How far ahead of the pass that runs its weights are prefetched, at least (whole passes, in the order the passes
+    /// read the weights): 2 KB ahead was measured short (bf16 head: 11 → 14 GB/s at 8 rows with 4 KB, no gain from
+    /// 8 KB); a backend whose prefetches go to L2 asks from farther (`x86::prefetch_bytes`).
+    const PREFETCH_BYTES: usize = 4096;
     /// All lanes 0.
     unsafe fn zero() -> Self::V;
     /// `LANES` f32 from `p` (unaligned).
@@ -282,10 +286,6 @@ const ROW_BLOCK: usize = 32;
 /// values, so that a block of columns starting on a whole line fills whole lines. 32 rows × 96 × 4 bytes = 12 KB.
 pub(crate) const STAGE_COLS: usize = 96;
 
-/// How far ahead of the pass that runs its weights are prefetched, at least (whole passes, in the order the passes
-/// read the weights): 2 KB ahead was measured short (bf16 head: 11 → 14 GB/s at 8 rows with 4 KB, no gain from 8 KB).
-const PREFETCH_BYTES: usize = 4096;
-
 /// Weight rows `j0..j1` against all rows of x: tiles of `J` weight rows (the rows past the last full `J` one at a
 /// time), each swept by the rows of x in groups of `R ≤ 8` (the rows left in one smaller group).
 ///
@@ -318,7 +318,7 @@ unsafe fn weight_rows_in<I: Isa, E: Elem, const R: usize, const J: usize>(
     acc: &mut [[I::V; J]],
     acc1: &mut [[I::V; 1]],
 ) {
-    let ahead = Ahead::new::<E>(p.k / I::LANES * I::LANES, J, p.n);
+    let ahead = Ahead::new::<E>(I::PREFETCH_BYTES, p.k / I::LANES * I::LANES, J, p.n);
     let mut stage = std::mem::MaybeUninit::<[f32; ROW_BLOCK * STAGE_COLS]>::uninit();
     let stage = stage.as_mut_ptr().cast::<f32>();
     // Without streaming, all columns in one go. One call of `tiles` below, not one per case: two inlined copies of
@@ -448,15 +448,11 @@ struct Ahead {
 impl Ahead {
     const NONE: Ahead = Ahead { passes: 0, per_tile: 1, j: 1, j_end: 0 };
 
-    /// For tiles of `j` rows over the `full` columns of complete vectors, in rows up to `j_end` (exclusive).
-    fn new<E>(full: usize, j: usize, j_end: usize) -> Ahead {
+    /// `bytes` ahead, for tiles of `j` rows over the `full` columns of complete vectors, in rows up to `j_end`
+    /// (exclusive).
+    fn new<E>(bytes: usize, full: usize, j: usize, j_end: usize) -> Ahead {
         let pass_bytes = j * KC.min(full).max(1) * std::mem::size_of::<E>();
-        Ahead {
-            passes: PREFETCH_BYTES.div_ceil(pass_bytes),
-            per_tile: full.div_ceil(KC).max(1),
-            j,
-            j_end,
-        }
+        Ahead { passes: bytes.div_ceil(pass_bytes), per_tile: full.div_ceil(KC).max(1), j, j_end }
     }
 
     /// (first weight row, first column) of the pass to prefetch while the pass at (`j`, `c0`) runs.

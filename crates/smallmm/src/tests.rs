@@ -143,21 +143,22 @@ fn simd_equals_portable_bit_for_bit() {
     }
 }
 
-/// Both prefetch hints (T0, which Intel gets, and NTA, which AMD gets) give the portable kernel's bits, whichever
-/// this CPU would pick.
+/// Every prefetch hint (T1, which Intel gets, NTA, which AMD gets, and T0) gives the portable kernel's bits,
+/// whichever this CPU would pick.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn both_prefetch_hints_equal_portable_bit_for_bit() {
+fn every_prefetch_hint_equals_portable_bit_for_bit() {
+    use std::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _MM_HINT_T1};
     use std::sync::atomic::Ordering::SeqCst;
     let mut rng = Rng(5);
-    for (hint, nta) in [(1, false), (2, true)] {
-        x86::HINT_FOR_TESTS.store(hint, SeqCst);
-        assert_eq!(x86::non_temporal(), nta);
+    for hint in [_MM_HINT_T1, _MM_HINT_NTA, _MM_HINT_T0] {
+        x86::HINT_FOR_TESTS.store(hint + 1, SeqCst);
+        assert_eq!(x86::prefetch_hint(), hint);
         for (simd, portable) in simd_backends() {
             for &(rows, k, n) in SHAPES {
                 let x = rng.f32s(rows * k, 3.0);
                 let (w, wb) = (rng.f32s(n * k, 0.05), rng.bf16s(n * k, 0.05));
-                let what = format!("{simd:?}, NTA {nta}, {rows}×{k}×{n}");
+                let what = format!("{simd:?}, hint {hint}, {rows}×{k}×{n}");
                 assert_eq!(
                     f32_out(simd, &x, rows, k, &w, n),
                     f32_out(portable, &x, rows, k, &w, n),

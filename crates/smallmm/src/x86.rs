@@ -9,15 +9,18 @@
 //! multiply-adds. With it the tile uses 28 of the 32 registers; the f32 output head at 24 rows went from 18-19.5 to
 //! 9-10 ms (`tests/bench.rs`-like loop, same process state), at 8 rows from 7.6 to 6.3 ms.
 //!
-//! How the weights are prefetched depends on the CPU's maker ([`non_temporal`]). On AMD they are prefetched as
-//! non-temporal (`prefetchnta`): a decoding step's weights are each read once per step, and the output head alone is
-//! larger than the last-level cache; fetched so, they stay out of L2 and L3, where the step's KV cache, activations
-//! and x are. The head alone read as fast either way (`T0` vs `NTA`, f32, 1-24 rows, ratios to the read probe within
-//! the noise); the mid-size greedy step at batch 8 was 4-12% faster in each of 4 alternating pairs of `pgrs bench
-//! worker` runs (7.29-9.57 against 7.86-9.99 ms; AMD EPYC, Zen 5). On Intel, `prefetchnta` fills L1 only, and a line
-//! evicted from L1 before its loads is fetched from memory again: on a 2-core Xeon VM (AVX-512, AMX) the f32 head
-//! (257,216 × 256, 2 threads) took 26-29 ms at 1 row against 10-11 ms with `prefetcht0`, 22-23 against 13-14 at 8
-//! rows, 37-38 against 25-26 at 24 (docs/benchmarks.md, issue 14, step 20); elsewhere the weights go to all levels.
+//! How the weights are prefetched depends on the CPU's maker ([`prefetch_hint`]). On AMD they are prefetched as
+//! non-temporal (`prefetchnta`), 4 KB ahead: a decoding step's weights are each read once per step, and the output
+//! head alone is larger than the last-level cache; fetched so, they stay out of L2 and L3, where the step's KV cache,
+//! activations and x are. The head alone read as fast either way (`T0` vs `NTA`, f32, 1-24 rows, ratios to the read
+//! probe within the noise); the mid-size greedy step at batch 8 was 4-12% faster in each of 4 alternating pairs of
+//! `pgrs bench worker` runs (7.29-9.57 against 7.86-9.99 ms; AMD EPYC, Zen 5). On Intel, `prefetchnta` fills L1
+//! only, and a line evicted from L1 before its loads is fetched from memory again: on a 2-core Xeon VM (AVX-512, AMX)
+//! the f32 head (257,216 × 256, 2 threads) took 26-29 ms at 1 row against 10-11 ms with `prefetcht0`, 22-23 against
+//! 13-14 at 8 rows, 37-38 against 25-26 at 24 (docs/benchmarks.md, issue 14, step 20). There the weights go to L2
+//! (`prefetcht1`), 16 KB ahead: the L1 has few fill buffers for misses to memory, and lines waiting in L2 are a
+//! short load away; on the same VM the f32 head at 1 row took 6.2-7.2 against 7.6-7.8 ms with `prefetcht0` 4 KB
+//! ahead (step 22), the 16384 × 2048 f32 matrix 2.3-2.4 against 2.7-2.9 ms, 8 and 24 rows within the noise.
 //!
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
@@ -45,45 +48,51 @@ unsafe fn stream_with<I: Isa>(
     std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
 }
 
-/// Tests set the prefetch hint (1: T0, 2: NTA; 0: the CPU's), so that both kernels run on any CPU. A hint never
-/// changes a result, so tests running meanwhile get the same bits either way.
+/// Tests set the prefetch hint (one of `_MM_HINT_T0`, `_MM_HINT_T1`, `_MM_HINT_NTA`, plus 1; 0: the CPU's), so that
+/// every kernel runs on any CPU. A hint never changes a result, so tests running meanwhile get the same bits either
+/// way.
 #[cfg(test)]
-pub(crate) static HINT_FOR_TESTS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+pub(crate) static HINT_FOR_TESTS: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(0);
 
-/// Whether weights are prefetched non-temporal: on AMD only (see the module header), decided once.
-pub(crate) fn non_temporal() -> bool {
+/// The weights' prefetch hint, as `_mm_prefetch`'s strategy: `_MM_HINT_NTA` on AMD, `_MM_HINT_T1` elsewhere (see the
+/// module header), decided once.
+pub(crate) fn prefetch_hint() -> i32 {
     #[cfg(test)]
     match HINT_FOR_TESTS.load(std::sync::atomic::Ordering::SeqCst) {
-        1 => return false,
-        2 => return true,
-        _ => {}
+        0 => {}
+        h => return h - 1,
     }
-    static NTA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *NTA.get_or_init(|| {
+    static HINT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *HINT.get_or_init(|| {
         let id = __cpuid(0);
         let vendor: Vec<u8> =
             [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
-        vendor == b"AuthenticAMD"
+        if vendor == b"AuthenticAMD" {
+            _MM_HINT_NTA
+        } else {
+            _MM_HINT_T1
+        }
     })
 }
 
-/// A weight line ahead, into every cache level or (`NTA`) as non-temporal.
-#[inline(always)]
-unsafe fn prefetch_weights<const NTA: bool>(p: *const u8) {
-    if NTA {
-        _mm_prefetch::<_MM_HINT_NTA>(p.cast());
+/// How far ahead a hint's weights are asked for: into L2 (`T1`) farther than into L1, which holds less.
+const fn prefetch_bytes(hint: i32) -> usize {
+    if hint == _MM_HINT_T1 {
+        16384
     } else {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        4096
     }
 }
 
-/// AVX2 + FMA; `NTA`: the weights' prefetch hint ([`non_temporal`]).
+/// AVX2 + FMA; `HINT`: the weights' prefetch hint ([`prefetch_hint`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Avx2<const NTA: bool>;
+pub(crate) struct Avx2<const HINT: i32>;
 
-impl<const NTA: bool> Isa for Avx2<NTA> {
+impl<const HINT: i32> Isa for Avx2<HINT> {
     type V = __m256;
     const LANES: usize = 8;
+    const PREFETCH_BYTES: usize = prefetch_bytes(HINT);
     #[inline(always)]
     unsafe fn zero() -> __m256 {
         _mm256_setzero_ps()
@@ -111,7 +120,7 @@ impl<const NTA: bool> Isa for Avx2<NTA> {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        prefetch_weights::<NTA>(p);
+        _mm_prefetch::<HINT>(p.cast());
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -172,13 +181,14 @@ unsafe fn hsum8(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// AVX-512F and VL; `NTA`: the weights' prefetch hint ([`non_temporal`]).
+/// AVX-512F and VL; `HINT`: the weights' prefetch hint ([`prefetch_hint`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Avx512<const NTA: bool>;
+pub(crate) struct Avx512<const HINT: i32>;
 
-impl<const NTA: bool> Isa for Avx512<NTA> {
+impl<const HINT: i32> Isa for Avx512<HINT> {
     type V = __m512;
     const LANES: usize = 16;
+    const PREFETCH_BYTES: usize = prefetch_bytes(HINT);
     #[inline(always)]
     unsafe fn zero() -> __m512 {
         _mm512_setzero_ps()
@@ -204,7 +214,7 @@ impl<const NTA: bool> Isa for Avx512<NTA> {
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        prefetch_weights::<NTA>(p);
+        _mm_prefetch::<HINT>(p.cast());
     }
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -248,19 +258,19 @@ unsafe fn halves_added(v: __m512) -> __m256 {
 /// The CPU has AVX2 and FMA; otherwise as `kernel::weight_rows`.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn avx2<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    if non_temporal() {
-        avx2_tiles::<E, true>(p, j0, j1);
-    } else {
-        avx2_tiles::<E, false>(p, j0, j1);
+    match prefetch_hint() {
+        _MM_HINT_NTA => avx2_tiles::<E, _MM_HINT_NTA>(p, j0, j1),
+        _MM_HINT_T0 => avx2_tiles::<E, _MM_HINT_T0>(p, j0, j1),
+        _ => avx2_tiles::<E, _MM_HINT_T1>(p, j0, j1),
     }
 }
 
 #[inline(always)]
-unsafe fn avx2_tiles<E: Elem, const NTA: bool>(p: &Problem<E>, j0: usize, j1: usize) {
+unsafe fn avx2_tiles<E: Elem, const HINT: i32>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows == 1 {
-        weight_rows::<Avx2<NTA>, E, 1, 1>(p, j0, j1);
+        weight_rows::<Avx2<HINT>, E, 1, 1>(p, j0, j1);
     } else {
-        weight_rows::<Avx2<NTA>, E, 4, 3>(p, j0, j1);
+        weight_rows::<Avx2<HINT>, E, 4, 3>(p, j0, j1);
     }
 }
 
@@ -279,17 +289,17 @@ pub(crate) unsafe fn avx512<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
     avx512_hinted(p, j0, j1);
 }
 
-/// [`avx512_tiles`] with the CPU's prefetch hint ([`non_temporal`]).
+/// [`avx512_tiles`] with the CPU's prefetch hint ([`prefetch_hint`]).
 #[inline(always)]
 unsafe fn avx512_hinted<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
-    if non_temporal() {
-        avx512_tiles::<E, true>(p, j0, j1);
-    } else {
-        avx512_tiles::<E, false>(p, j0, j1);
+    match prefetch_hint() {
+        _MM_HINT_NTA => avx512_tiles::<E, _MM_HINT_NTA>(p, j0, j1),
+        _MM_HINT_T0 => avx512_tiles::<E, _MM_HINT_T0>(p, j0, j1),
+        _ => avx512_tiles::<E, _MM_HINT_T1>(p, j0, j1),
     }
 }
 
-/// The tiles of [`avx512`] and [`avx512_bf16`] with the prefetch hint `NTA`, inlined into each so that it runs with that function's features.
+/// The tiles of [`avx512`] and [`avx512_bf16`] with the prefetch hint `HINT`, inlined into each so that it runs with that function's features.
 ///
 /// A single row (greedy decoding at batch 1) takes one weight row at a time: the weights are then read in memory
 /// order, one stream, where 4 weight rows side by side make 4 streams a row's length apart; each output's sum is the
@@ -299,13 +309,13 @@ unsafe fn avx512_hinted<E: Elem>(p: &Problem<E>, j0: usize, j1: usize) {
 /// head: 2.21-2.41 against 2.26-2.60 ms. From 2 rows on, a weight vector feeds several rows and the tiles win (at 3
 /// and 8 rows one weight row at a time measured 21-24 and 11-13 GB/s against 28 on one thread).
 #[inline(always)]
-unsafe fn avx512_tiles<E: Elem, const NTA: bool>(p: &Problem<E>, j0: usize, j1: usize) {
+unsafe fn avx512_tiles<E: Elem, const HINT: i32>(p: &Problem<E>, j0: usize, j1: usize) {
     if p.rows == 1 {
-        weight_rows::<Avx512<NTA>, E, 1, 1>(p, j0, j1);
+        weight_rows::<Avx512<HINT>, E, 1, 1>(p, j0, j1);
     } else if p.rows <= 4 {
-        weight_rows::<Avx512<NTA>, E, 4, 4>(p, j0, j1);
+        weight_rows::<Avx512<HINT>, E, 4, 4>(p, j0, j1);
     } else {
-        weight_rows::<Avx512<NTA>, E, 8, 3>(p, j0, j1);
+        weight_rows::<Avx512<HINT>, E, 8, 3>(p, j0, j1);
     }
 }
 
