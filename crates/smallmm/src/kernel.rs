@@ -54,6 +54,9 @@ pub(crate) trait Isa {
     /// Asks for the cache line at `p` (any address: a hint never faults), to be read once.
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
+    /// Asks for the cache line at `p`, of the next tile, to be moved into L1 where `prefetch` leaves lines in L2.
+    #[inline(always)]
+    unsafe fn prefetch_near(_p: *const u8) {}
     /// Copies `len` values from `src` to `dst`, whose whole cache lines may bypass the caches (streaming stores).
     #[inline(always)]
     unsafe fn stream(dst: *mut f32, src: *const f32, len: usize) {
@@ -487,6 +490,9 @@ unsafe fn pass<I: Isa, E: Elem, const R: usize, const J: usize>(
         if !pf.is_null() {
             for jj in 0..J {
                 I::prefetch(pf.wrapping_add(jj * k + c - cols.start).cast());
+                if J > 1 {
+                    I::prefetch_near(tile.wrapping_add((J + jj) * k + c).cast());
+                }
             }
         }
         // Plain loops, not `array::from_fn`: a closure the optimiser does not inline would leave the intrinsics in
