@@ -23,8 +23,9 @@
 //! ahead (step 22), the 16384 × 2048 f32 matrix 2.3-2.4 against 2.7-2.9 ms, 8 and 24 rows within the noise.
 //! Tiles of several weight rows also move the next tile's lines from L2 into L1 while they run (`prefetcht0`,
 //! `Isa::prefetch_near`): the mid-size model's calls in `pgrs bench worker`, alternating builds, greedy at batch 8
-//! 620-627 against 640-657 ms, beam 3 at batch 1 401-423 against 408-443 ms (the f32 head at 3 and 8 rows, 4 rounds:
-//! 7.6-7.9 against 8.2-8.7 ms and 10.1-10.4 against 10.4-11.1 ms). A single row's tiles (one weight row) do without.
+//! 620-627 against 640-657 ms, beam 3 at batch 1 401-423 against 408-443 ms (the f32 head at 3 and 8 rows, 4
+//! rounds: 7.6-7.9 (8.9 once) against 8.2-8.7 ms and 10.1-10.4 against 10.4-11.1 ms). A single row's tiles (one
+//! weight row) do without.
 //!
 //! bf16 weights with f32 rows of x are widened to f32 (a 16-bit shift, exact) and multiplied in f32. bf16 weights
 //! with bf16 rows (a bf16 model's layers) take AVX-512 BF16's `vdpbf16ps` where the CPU has it ([`avx512_bf16`]):
