@@ -117,14 +117,15 @@ fn median_speed(mut read: impl FnMut()) -> f64 {
     PROBE_BYTES as f64 / times[times.len() / 2]
 }
 
-/// The prefetch hints of smallmm's kernel (`smallmm::x86`), each with its distance ahead.
+/// The prefetch hints of smallmm's kernel (`smallmm::x86`), each at the kernel's distance ahead
+/// ([`smallmm::prefetch_bytes`]).
 #[derive(Clone, Copy, Debug)]
 enum Hint {
-    /// Non-temporal, 4 KB ahead (AMD).
+    /// Non-temporal (AMD).
     Nta,
-    /// Into every cache level, 4 KB ahead.
+    /// Into every cache level.
     T0,
-    /// Into L2, 16 KB ahead (Intel).
+    /// Into L2 (Intel).
     T1,
 }
 
@@ -141,17 +142,17 @@ fn sum(data: &[f32], hint: Hint) -> f32 {
 
 smallmm::widest_vectors!(
     /// One chunk's sum on the widest vectors this CPU has, prefetching non-temporal.
-    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop::<NTA, 4096>
+    fn chunk_sum_nta(chunk: &[f32]) -> f32 = chunk_sum_loop::<NTA, { smallmm::prefetch_bytes(NTA) }>
 );
 
 smallmm::widest_vectors!(
     /// One chunk's sum, prefetching into every cache level.
-    fn chunk_sum_t0(chunk: &[f32]) -> f32 = chunk_sum_loop::<T0, 4096>
+    fn chunk_sum_t0(chunk: &[f32]) -> f32 = chunk_sum_loop::<T0, { smallmm::prefetch_bytes(T0) }>
 );
 
 smallmm::widest_vectors!(
     /// One chunk's sum, prefetching into L2.
-    fn chunk_sum_t1(chunk: &[f32]) -> f32 = chunk_sum_loop::<T1, 16384>
+    fn chunk_sum_t1(chunk: &[f32]) -> f32 = chunk_sum_loop::<T1, { smallmm::prefetch_bytes(T1) }>
 );
 
 /// `_mm_prefetch`'s strategies, by their x86 values (`_MM_HINT_NTA`, `_MM_HINT_T0`, `_MM_HINT_T1`).

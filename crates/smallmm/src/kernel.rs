@@ -28,7 +28,7 @@ pub(crate) trait Isa {
     const LANES: usize;
     /// How far ahead of the pass that runs its weights are prefetched, at least (whole passes, in the order the passes
     /// read the weights): 2 KB ahead was measured short (bf16 head: 11 → 14 GB/s at 8 rows with 4 KB, no gain from
-    /// 8 KB); a backend whose prefetches go to L2 asks from farther (`x86::prefetch_bytes`).
+    /// 8 KB); a backend whose prefetches go to L2 asks from farther (`crate::prefetch_bytes`).
     const PREFETCH_BYTES: usize = 4096;
     /// All lanes 0.
     unsafe fn zero() -> Self::V;

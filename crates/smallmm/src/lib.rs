@@ -60,6 +60,18 @@ pub use torch::{linear, linear_softcapped, records_gradient, takes_rows, try_lin
 /// The most rows of x [`chosen`] hands to this crate: decoding's batch × beams.
 pub const MAX_ROWS: usize = 32;
 
+/// How far ahead the kernel asks for its weights with the prefetch hint `hint` (`_mm_prefetch`'s strategy, its x86
+/// value): 16 KB when they go to L2 (`_MM_HINT_T1`, 2), else 4 KB, L1 holding less (`x86.rs`). `bench`'s read probe
+/// prefetches as far ahead.
+pub const fn prefetch_bytes(hint: i32) -> usize {
+    const T1: i32 = 2;
+    if hint == T1 {
+        16384
+    } else {
+        4096
+    }
+}
+
 /// The environment variable that turns [`linear`] off when set to `0` (or `false`, `off`).
 const ENV_VAR: &str = "PGRS_SMALLMM";
 

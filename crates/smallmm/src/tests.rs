@@ -143,6 +143,16 @@ fn simd_equals_portable_bit_for_bit() {
     }
 }
 
+/// The public distance ahead reads the x86 strategies as the kernel names them: farther for L2 only.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn prefetch_distance_follows_the_x86_hint() {
+    use std::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _MM_HINT_T1};
+    assert_eq!(crate::prefetch_bytes(_MM_HINT_T1), 16384);
+    assert_eq!(crate::prefetch_bytes(_MM_HINT_T0), 4096);
+    assert_eq!(crate::prefetch_bytes(_MM_HINT_NTA), 4096);
+}
+
 /// Every prefetch hint (T1, which Intel gets, NTA, which AMD gets, and T0) gives the portable kernel's bits,
 /// whichever this CPU would pick.
 #[cfg(target_arch = "x86_64")]

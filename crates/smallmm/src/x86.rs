@@ -81,15 +81,6 @@ pub(crate) fn prefetch_hint() -> i32 {
     })
 }
 
-/// How far ahead a hint's weights are asked for: into L2 (`T1`) farther than into L1, which holds less.
-const fn prefetch_bytes(hint: i32) -> usize {
-    if hint == _MM_HINT_T1 {
-        16384
-    } else {
-        4096
-    }
-}
-
 /// AVX2 + FMA; `HINT`: the weights' prefetch hint ([`prefetch_hint`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2<const HINT: i32>;
@@ -97,7 +88,7 @@ pub(crate) struct Avx2<const HINT: i32>;
 impl<const HINT: i32> Isa for Avx2<HINT> {
     type V = __m256;
     const LANES: usize = 8;
-    const PREFETCH_BYTES: usize = prefetch_bytes(HINT);
+    const PREFETCH_BYTES: usize = crate::prefetch_bytes(HINT);
     #[inline(always)]
     unsafe fn zero() -> __m256 {
         _mm256_setzero_ps()
@@ -199,7 +190,7 @@ pub(crate) struct Avx512<const HINT: i32>;
 impl<const HINT: i32> Isa for Avx512<HINT> {
     type V = __m512;
     const LANES: usize = 16;
-    const PREFETCH_BYTES: usize = prefetch_bytes(HINT);
+    const PREFETCH_BYTES: usize = crate::prefetch_bytes(HINT);
     #[inline(always)]
     unsafe fn zero() -> __m512 {
         _mm512_setzero_ps()
