@@ -52,10 +52,10 @@ pub fn measure(threads: usize) -> anyhow::Result<ReadSpeed> {
     let ones = HugePageOnes::new(n);
     let data = ones.as_slice();
     // Every prefetch hint of smallmm's kernel (which one it asks with depends on the CPU), the fastest kept.
-    let rust = [Hint::Nta, Hint::T0, Hint::T1]
-        .map(|hint| {
+    let rust = CHUNK_SUMS
+        .map(|(_, chunk_sum)| {
             median_speed(|| {
-                std::hint::black_box(pool.install(|| sum(std::hint::black_box(data), hint)));
+                std::hint::black_box(pool.install(|| sum(std::hint::black_box(data), chunk_sum)));
             })
         })
         .into_iter()
@@ -117,26 +117,17 @@ fn median_speed(mut read: impl FnMut()) -> f64 {
     PROBE_BYTES as f64 / times[times.len() / 2]
 }
 
-/// The prefetch hints of smallmm's kernel (`smallmm::x86`), each at the kernel's distance ahead
-/// ([`smallmm::prefetch_bytes`]).
-#[derive(Clone, Copy, Debug)]
-enum Hint {
-    /// Non-temporal (AMD).
-    Nta,
-    /// Into every cache level.
-    T0,
-    /// Into L2 (Intel).
-    T1,
-}
+/// One chunk's sum with each prefetch hint of smallmm's kernel (`smallmm::x86`: non-temporal on AMD, into L2 on
+/// Intel, and into every level), each at the kernel's distance ahead ([`smallmm::prefetch_bytes`]), by name.
+const CHUNK_SUMS: [(&str, ChunkSum); 3] =
+    [("NTA", chunk_sum_nta), ("T0", chunk_sum_t0), ("T1", chunk_sum_t1)];
 
-/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by [`chunk_sum_loop`] with `hint`.
-fn sum(data: &[f32], hint: Hint) -> f32 {
+/// A sum over one chunk of the probe's memory.
+type ChunkSum = fn(&[f32]) -> f32;
+
+/// Sum of `data` over rayon's current pool, in chunks of 64K values, each by `chunk_sum` (one of [`CHUNK_SUMS`]).
+fn sum(data: &[f32], chunk_sum: ChunkSum) -> f32 {
     use rayon::prelude::*;
-    let chunk_sum = match hint {
-        Hint::Nta => chunk_sum_nta,
-        Hint::T0 => chunk_sum_t0,
-        Hint::T1 => chunk_sum_t1,
-    };
     data.par_chunks(1 << 16).map(chunk_sum).sum()
 }
 
@@ -258,8 +249,8 @@ mod tests {
         let _alone = crate::rss::LARGE_ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
         let ones = HugePageOnes::new(3 << 20);
         assert_eq!(ones.as_slice().len(), 3 << 20);
-        for hint in [Hint::Nta, Hint::T0, Hint::T1] {
-            assert_eq!(sum(ones.as_slice(), hint), (3 << 20) as f32, "{hint:?}");
+        for (hint, chunk_sum) in CHUNK_SUMS {
+            assert_eq!(sum(ones.as_slice(), chunk_sum), (3 << 20) as f32, "{hint}");
         }
     }
 

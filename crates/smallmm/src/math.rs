@@ -236,13 +236,15 @@ mod tests {
 
     #[test]
     fn softcap_in_place_equals_softcap_value_by_value() {
-        // Blocks of 16 all below the polynomial's bound, blocks with one value above it, specials, and a tail.
+        // Blocks of 16 all below the polynomial's bound (|x / 30| < 0.625: |x| < 18.75), blocks with one value just
+        // past it or far past it, specials, and a tail.
         let cap = 30.0f32;
         let mut xs: Vec<f32> =
             (0..16 * 40 + 7).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
-        for (b, scale) in [(1, 18.7), (2, 18.76), (3, 25.0), (5, 400.0), (7, 1e-30)] {
-            xs[b * 16 + 3] *= scale;
+        for (b, v) in [(1, 18.74), (2, -18.76), (3, 18.76), (4, -18.74), (5, 400.0), (7, 1e-30)] {
+            xs[b * 16 + 3] = v;
         }
+        assert!(xs[16 + 3] / cap < TANH_POLY_BELOW && xs[3 * 16 + 3] / cap > TANH_POLY_BELOW);
         for (i, v) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, f32::MAX]
             .into_iter()
             .enumerate()
