@@ -56,32 +56,32 @@ fn wait_for_training(runs: &Path, child: &mut Child) -> PathBuf {
     }
 }
 
+/// `pgrs` in the repository root, on one thread: on a busy machine 2-thread CPU training is not always
+/// bit-reproducible (docs/reliability.md, "Bit for bit"), and these tests compare runs bit for bit beside other tests.
+fn pgrs() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+    cmd.current_dir(root()).env("OMP_NUM_THREADS", "1");
+    cmd
+}
+
+fn resume_command(run: &Path, extra: &[&str]) -> Command {
+    let mut cmd = pgrs();
+    cmd.args(["train", "--quiet", "--resume"]).arg(run).args(extra);
+    cmd
+}
+
 fn resume(run: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pgrs"))
-        .current_dir(root())
-        .env("OMP_NUM_THREADS", ONE_THREAD)
-        .args(["train", "--quiet", "--resume"])
-        .arg(run)
-        .args(extra)
-        .output()
-        .unwrap()
+    resume_command(run, extra).output().unwrap()
 }
 
 fn run_json(run: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap()
 }
 
-/// Every run these tests compare bit for bit trains on one thread: on a busy machine, 2-thread CPU training is not
-/// always bit-reproducible (docs/reliability.md, "Bit for bit"), and these tests run beside others.
-const ONE_THREAD: &str = "1";
-
 fn train(runs: &Path, data: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrs"));
+    let mut cmd = pgrs();
     common::terminal_signals(&mut cmd);
-    cmd.current_dir(root())
-        .env("OMP_NUM_THREADS", ONE_THREAD)
-        .args(["train", "--config", "experiments/demo.toml", "--quiet", "--runs-dir"])
-        .arg(runs);
+    cmd.args(["train", "--config", "experiments/demo.toml", "--quiet", "--runs-dir"]).arg(runs);
     for s in [
         format!("data.path=\"{}\"", data.display()),
         "model.scratch.image_size=32".into(),
@@ -157,8 +157,7 @@ fn sigkill_then_resume_equals_a_straight_run() {
     // a damaged newest checkpoint is detected and the previous one used
     let newest = run.join("checkpoints/step-000040/trainable.safetensors");
     std::fs::write(&newest, b"not a checkpoint").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgrs"))
-        .current_dir(root())
+    let out = pgrs()
         .args(["eval", "--limit", "2", "--meteor", "skip", "--max-new-tokens", "2", "--run"])
         .arg(&run)
         .output()
@@ -339,14 +338,11 @@ fn all_checkpoints_damaged_restart_keeps_new_checkpoints_and_one_log() {
             .unwrap();
     }
     // resume with a run that stops (SIGTERM) after a step or two: its checkpoint must survive
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrs"))
-        .current_dir(root())
-        .args(["train", "--quiet", "--resume"])
-        .arg(&run)
-        .args(["--set", "train.checkpoint_every=1", "--set", "train.steps=100000"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        resume_command(&run, &["--set", "train.checkpoint_every=1", "--set", "train.steps=100000"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
     let start = Instant::now();
     while !run.join("checkpoints/step-000001").exists() {
         assert!(child.try_wait().unwrap().is_none(), "ended early");
